@@ -1,0 +1,258 @@
+"""Typed configuration: one run = one `RunConfig`, saved as JSON in the run directory.
+
+Each section is a dataclass whose fields carry their help text. The CLI builds its flags from these fields
+(`--max-length` for `max_length`), so a setting has one name, one type and one default everywhere: in the
+CLI, in a config file and in the Python API. Flag names are unique across sections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from textcls.errors import TextclsError
+
+
+def opt(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None):
+    """A config field: its default, its help line and, for a closed set of values, the choices."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default),
+                     metadata={"help": help, "choices": choices, "metavar": metavar})
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+
+
+@dataclass
+class DataConfig:
+    data: Optional[str] = opt(None, "dataset: a folder of SPLIT.{parquet,csv,tsv,jsonl} files, one such file, an "
+                                    "aclImdb folder or aclImdb_v1.tar.gz, a folder of per-class .txt files, or a hub "
+                                    "name such as 'imdb' or 'glue:sst2'", metavar="SPEC")
+    text_column: Optional[str] = opt(None, "column with the text (default: detect 'text', 'sentence', 'sentence1', ...)")
+    text_pair_column: Optional[str] = opt(None, "column with the second text of a pair (default: detect 'sentence2', ...)")
+    label_column: Optional[str] = opt(None, "column with the label (default: 'label')")
+    validation_fraction: float = opt(0.1, "share of train carved out (stratified) as validation when the source has none")
+    test_fraction: float = opt(0.2, "share carved out as test when the source has no test split (per-class text files)")
+    max_train_samples: Optional[int] = opt(None, "keep a stratified, seeded subset of this many train rows")
+    max_eval_samples: Optional[int] = opt(None, "keep a stratified, seeded subset of this many validation/test rows")
+    drop_empty: bool = opt(False, "drop rows whose text is empty or missing instead of failing")
+    encoding: str = opt("utf-8", "text encoding of the source files")
+    data_seed: int = opt(42, "seed for the validation split and the subsets")
+
+
+@dataclass
+class TokenizeConfig:
+    tokenizer: Optional[str] = opt(None, "fast tokenizer: a model preset, a local folder or a hub id "
+                                         "(default: the model's own)", metavar="T")
+    max_length: int = opt(512, "maximum tokens per example, special tokens included")
+    truncation: str = opt("head", "which wordpieces a long text keeps", choices=("head", "tail", "head+tail"))
+    head_tokens: int = opt(128, "with --truncation head+tail: wordpieces kept from the start; the rest of the "
+                                "budget comes from the end (Sun et al. 2019: 128 + 382)")
+    padding: str = opt("dynamic", "pad each batch to its longest example, or every example to --max-length",
+                       choices=("dynamic", "max_length"))
+    num_proc: int = opt(1, "processes for tokenizing")
+    cache_dir: Optional[str] = opt(None, "where tokenized Arrow files are cached (default: ~/.cache/textcls)")
+
+
+@dataclass
+class ModelConfig:
+    model: str = opt("bert-tiny", "a preset (bert-tiny, bert-mini, bert-small, bert-medium, minilm-l6), a local "
+                                  "folder or a hub id", metavar="M")
+    init: str = opt("pretrained", "start from the checkpoint's weights or from random ones",
+                    choices=("pretrained", "random"))
+    attention: str = opt("full", "attention mechanism (see `textcls attention list`)")
+    pooling: str = opt("cls", "classifier input: BERT's pooler over [CLS], or the mean of the token states",
+                       choices=("cls", "mean"))
+    extend_positions: bool = opt(False, "allow --max-length beyond the checkpoint's positions by copying the learned "
+                                        "position embeddings forward (as Longformer did)")
+    hidden_dropout: Optional[float] = opt(None, "dropout on hidden states (default: the checkpoint's)")
+    attention_dropout: Optional[float] = opt(None, "dropout on attention probabilities (default: 0.0, which keeps "
+                                                   "the fused attention kernels in use)")
+    reinit_head: bool = opt(False, "train a fresh classifier head when the loaded one has a different label count")
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "tokenize": TokenizeConfig, "model": ModelConfig}
+
+
+def register_section(name: str, cls: type) -> None:
+    """Add a section (the training config lives with the training code)."""
+    SECTIONS[name] = cls
+
+
+# --------------------------------------------------------------------------------------------- value checking
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _check_value(section: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
+    """Return `value` as the field's type, or raise a TextclsError that quotes it."""
+    base, optional = _unwrap_optional(tp)
+    where = f"{section}.{f.name}" if section else f.name
+    if value is None:
+        if optional:
+            return None
+        raise TextclsError(f"config value {where} must not be null")
+    ok = True
+    if base is bool:
+        ok = isinstance(value, bool)
+    elif base is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif base is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif base is str:
+        ok = isinstance(value, str)
+    elif typing.get_origin(base) is list:
+        (item,) = typing.get_args(base)
+        ok = isinstance(value, list) and all(isinstance(v, item) for v in value)
+    elif typing.get_origin(base) is dict:
+        ok = isinstance(value, dict)
+    if not ok:
+        name = getattr(base, "__name__", str(base))
+        raise TextclsError(f"config value {where}={value!r} has the wrong type: expected {name}"
+                           f"{' or null' if optional else ''}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise TextclsError(f"config value {where}={value!r} is not one of: {', '.join(map(str, choices))}")
+    return value
+
+
+def _unknown_key_error(key: str, section: str) -> TextclsError:
+    """Suggest near keys from every section: a key is often right but filed under the wrong section."""
+    known = {f"{name}.{f.name}": f.name for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+    near = difflib.get_close_matches(key, list(known.values()), n=3, cutoff=0.6)
+    qualified = [q for q, k in known.items() if k in near]
+    where = f"{section}.{key}" if section else key
+    if qualified:
+        return TextclsError(f"unknown config key {where!r}; did you mean {' or '.join(map(repr, qualified))}?")
+    own = [k for q, k in known.items() if q.startswith(f"{section}.")]
+    return TextclsError(f"unknown config key {where!r}; the keys of {section!r} are: {', '.join(own)}")
+
+
+def section_from_dict(cls: type, values: dict, section: str = "", base: Any = None) -> Any:
+    """Build a section from a dict, checking every key and type; keys not given keep `base`'s values."""
+    fs = {f.name: f for f in dataclasses.fields(cls)}
+    tps = _field_types(cls)
+    out = dataclasses.replace(base) if base is not None else cls()
+    for key, value in values.items():
+        if key not in fs:
+            raise _unknown_key_error(key, section)
+        setattr(out, key, _check_value(section, fs[key], tps[key], value))
+    return out
+
+
+@dataclass
+class RunConfig:
+    """Every setting of one run, by section. Sections beyond the built-in ones are registered by their modules."""
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name, cls in SECTIONS.items():
+            self.sections.setdefault(name, cls())
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["sections"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict:
+        return {name: dataclasses.asdict(sec) for name, sec in self.sections.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict, base: "RunConfig | None" = None) -> "RunConfig":
+        if not isinstance(values, dict):
+            raise TextclsError("a config must be a mapping of sections (data, tokenize, model, train) to settings")
+        out = RunConfig({k: dataclasses.replace(v) for k, v in base.sections.items()}) if base else RunConfig()
+        for name, sub in values.items():
+            if name not in SECTIONS:
+                near = difflib.get_close_matches(name, list(SECTIONS), n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise TextclsError(f"unknown config section {name!r}; {hint}sections are: {', '.join(SECTIONS)}")
+            if not isinstance(sub, dict):
+                raise TextclsError(f"config section {name!r} must be a mapping, got {sub!r}")
+            out.sections[name] = section_from_dict(SECTIONS[name], sub, name, out.sections[name])
+        return out
+
+    def save(self, path: str | os.PathLike) -> None:
+        from textcls.io import atomic_write_text
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise TextclsError(f"config file {str(path)!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix in (".yaml", ".yml"):
+                import yaml
+                values = yaml.safe_load(text)
+            else:
+                values = json.loads(text)
+        except Exception as e:  # both parsers' errors say where the file is broken
+            raise TextclsError(f"config file {str(path)!r} cannot be parsed: {e}") from None
+        return cls.from_dict(values or {})
+
+
+# --------------------------------------------------------------------------------------------- CLI flags
+
+def flag_name(field_name: str) -> str:
+    return "--" + field_name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, *section_names: str, exclude: tuple[str, ...] = ()) -> None:
+    """Add one flag per field of the named sections. Unset flags stay absent from the namespace (SUPPRESS),
+    so that a config file's values are overridden only by what the user typed."""
+    for name in section_names:
+        cls = SECTIONS[name]
+        group = parser.add_argument_group(f"{name} options")
+        tps = _field_types(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in exclude:
+                continue
+            base, _ = _unwrap_optional(tps[f.name])
+            kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=f.metadata["help"])
+            if f.default is not dataclasses.MISSING and f.default is not None and base is not bool:
+                kw["help"] += f" (default: {f.default})"
+            if base is bool:
+                kw["action"] = argparse.BooleanOptionalAction
+            else:
+                if typing.get_origin(base) is list:
+                    kw["nargs"] = "+"
+                    (base,) = typing.get_args(base)
+                kw["type"] = base
+                if f.metadata.get("choices"):
+                    kw["choices"] = f.metadata["choices"]
+                if f.metadata.get("metavar"):
+                    kw["metavar"] = f.metadata["metavar"]
+            group.add_argument(flag_name(f.name), **kw)
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """A RunConfig from `base` (or the defaults, or `--config FILE` when the parser has it) with the typed flags on top."""
+    if base is None:
+        path = getattr(args, "config", None)
+        base = RunConfig.load(path) if path else RunConfig()
+    given = vars(args)
+    overrides = {}
+    for name, cls in SECTIONS.items():
+        sub = {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given}
+        if sub:
+            overrides[name] = sub
+    return RunConfig.from_dict(overrides, base)

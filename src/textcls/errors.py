@@ -1,0 +1,10 @@
+"""The one error type for mistakes a user can make (bad path, column, config value, label...).
+
+The CLI prints its message without a traceback and exits with status 2; anything else that escapes is a bug.
+"""
+
+
+class TextclsError(Exception):
+    """A user-caused error. The message says what was wrong and what to do about it."""
+
+    exit_code = 2
