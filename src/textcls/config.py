@@ -37,6 +37,8 @@ class DataConfig:
     text_column: Optional[str] = opt(None, "column with the text (default: detect 'text', 'sentence', 'sentence1', ...)")
     text_pair_column: Optional[str] = opt(None, "column with the second text of a pair (default: detect 'sentence2', ...)")
     label_column: Optional[str] = opt(None, "column with the label (default: 'label')")
+    label_names: Optional[list[str]] = opt(None, "names for integer labels 0..N-1, e.g. --label-names neg pos "
+                                                 "(default: the labels as they are)")
     validation_fraction: float = opt(0.1, "share of train carved out (stratified) as validation when the source has none")
     test_fraction: float = opt(0.2, "share carved out as test when the source has no test split (per-class text files)")
     max_train_samples: Optional[int] = opt(None, "keep a stratified, seeded subset of this many train rows")
