@@ -21,12 +21,13 @@ from typing import Any, Optional
 from textcls.errors import TextclsError
 
 
-def opt(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None):
-    """A config field: its default, its help line and, for a closed set of values, the choices."""
+def opt(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None, group: str | None = None):
+    """A config field: its default, its help line, for a closed set of values the choices, and the heading it is
+    listed under in --help (default: "<section> options")."""
+    metadata = {"help": help, "choices": choices, "metavar": metavar, "group": group}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default),
-                     metadata={"help": help, "choices": choices, "metavar": metavar})
-    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -40,7 +41,7 @@ class DataConfig:
     label_names: Optional[list[str]] = opt(None, "names for integer labels 0..N-1, e.g. --label-names neg pos "
                                                  "(default: the labels as they are)")
     validation_fraction: float = opt(0.1, "share of train carved out (stratified) as validation when the source has none")
-    test_fraction: float = opt(0.2, "share carved out as test when the source has no test split (per-class text files)")
+    test_fraction: float = opt(0.2, "share of train carved out (stratified) as test when the source has none")
     max_train_samples: Optional[int] = opt(None, "keep a stratified, seeded subset of this many train rows")
     max_eval_samples: Optional[int] = opt(None, "keep a stratified, seeded subset of this many validation/test rows")
     drop_empty: bool = opt(False, "drop rows whose text is empty or missing instead of failing")
@@ -79,12 +80,65 @@ class ModelConfig:
     reinit_head: bool = opt(False, "train a fresh classifier head when the loaded one has a different label count")
 
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "tokenize": TokenizeConfig, "model": ModelConfig}
+@dataclass
+class TrainConfig:
+    """Fine-tuning: schedule, optimizer, evaluation and checkpoints, the run directory."""
+    epochs: int = opt(3, "passes over the training data", metavar="N", group="schedule")
+    max_steps: Optional[int] = opt(None, "stop after this many optimizer steps (overrides --epochs)", metavar="N",
+                                   group="schedule")
+    warmup_steps: Optional[int] = opt(None, "optimizer steps of linear warmup, then linear decay to 0 (the "
+                                            "practice's num_warmup_steps)", metavar="N", group="schedule")
+    warmup_ratio: Optional[float] = opt(None, "warmup as a share of all steps (default when neither is given: 0.06)",
+                                        metavar="X", group="schedule")
+    batch_size: int = opt(32, "examples per batch on each process (the global batch is this x processes)",
+                          metavar="N", group="optimization")
+    gradient_accumulation_steps: int = opt(1, "batches whose gradients are summed before each optimizer step",
+                                           metavar="N", group="optimization")
+    learning_rate: float = opt(1e-4, "peak learning rate of AdamW", metavar="LR", group="optimization")
+    weight_decay: float = opt(0.01, "AdamW weight decay (never applied to biases and LayerNorm weights)",
+                              metavar="X", group="optimization")
+    adam_beta1: float = opt(0.9, "AdamW beta1", metavar="X", group="optimization")
+    adam_beta2: float = opt(0.999, "AdamW beta2", metavar="X", group="optimization")
+    adam_epsilon: float = opt(1e-8, "AdamW epsilon", metavar="X", group="optimization")
+    max_grad_norm: Optional[float] = opt(1.0, "clip the gradient norm to this (0: no clipping)",
+                                         metavar="X", group="optimization")
+    mixed_precision: str = opt("auto", "autocast dtype; auto = bf16 on a GPU that supports it, else fp32",
+                               choices=("auto", "no", "bf16", "fp16"), group="optimization")
+    group_by_length: bool = opt(True, "batch examples of similar length together (less padding, same randomness)",
+                                group="optimization")
+    eval_strategy: str = opt("epoch", "when to evaluate on validation (also after the last step)",
+                             choices=("epoch", "steps", "no"), group="evaluation and checkpoints")
+    eval_steps: Optional[int] = opt(None, "with --eval-strategy steps: evaluate every N optimizer steps", metavar="N",
+                                    group="evaluation and checkpoints")
+    eval_batch_size: Optional[int] = opt(None, "examples per evaluation batch on each process (default: 2 x "
+                                               "--batch-size)", metavar="N", group="evaluation and checkpoints")
+    metric_for_best: str = opt("accuracy", "validation metric that picks the best checkpoint",
+                               choices=("accuracy", "macro_f1", "loss"), group="evaluation and checkpoints")
+    load_best_at_end: bool = opt(True, "export the best checkpoint's weights rather than the last ones",
+                                 group="evaluation and checkpoints")
+    early_stopping_patience: Optional[int] = opt(None, "stop after this many evaluations without improvement",
+                                                 metavar="N", group="evaluation and checkpoints")
+    eval_splits: list[str] = opt(["test"], "splits evaluated with the final model, those that exist and have labels "
+                                           "(default: test)", metavar="SPLIT", group="evaluation and checkpoints")
+    save_steps: Optional[int] = opt(None, "also checkpoint every N optimizer steps (always at each evaluation and "
+                                          "at the end)", metavar="N", group="evaluation and checkpoints")
+    save_total_limit: Optional[int] = opt(2, "keep at most this many checkpoints (the best one is always kept)",
+                                          metavar="N", group="evaluation and checkpoints")
+    output: Optional[str] = opt(None, "run directory, new or empty (default: runs/<timestamp>-<name>)", metavar="DIR",
+                                group="run and logging")
+    name: Optional[str] = opt(None, "run name (default: <model>-<data>)", group="run and logging")
+    logging_steps: int = opt(20, "log loss, learning rate, grad norm and throughput every N optimizer steps",
+                             metavar="N", group="run and logging")
+    seed: int = opt(42, "seed for weights, dropout and batch order", metavar="N", group="run and logging")
+    deterministic: bool = opt(False, "deterministic algorithms only, so a resumed run equals an uninterrupted one "
+                                     "(slower on a GPU)", group="run and logging")
+    tensorboard: bool = opt(False, "also log to RUN/tensorboard (needs the tensorboard package)",
+                            group="run and logging")
+    num_workers: int = opt(0, "DataLoader worker processes", metavar="N", group="run and logging")
 
 
-def register_section(name: str, cls: type) -> None:
-    """Add a section (the training config lives with the training code)."""
-    SECTIONS[name] = cls
+SECTIONS: dict[str, type] = {"data": DataConfig, "tokenize": TokenizeConfig, "model": ModelConfig,
+                             "train": TrainConfig}
 
 
 # --------------------------------------------------------------------------------------------- value checking
@@ -138,7 +192,7 @@ def _unknown_key_error(key: str, section: str) -> TextclsError:
     """Suggest near keys from every section: a key is often right but filed under the wrong section."""
     known = {f"{name}.{f.name}": f.name for name, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
     near = difflib.get_close_matches(key, list(known.values()), n=3, cutoff=0.6)
-    qualified = [q for q, k in known.items() if k in near]
+    qualified = [q for n in near for q, k in known.items() if k == n]  # closest first
     where = f"{section}.{key}" if section else key
     if qualified:
         return TextclsError(f"unknown config key {where!r}; did you mean {' or '.join(map(repr, qualified))}?")
@@ -160,7 +214,7 @@ def section_from_dict(cls: type, values: dict, section: str = "", base: Any = No
 
 @dataclass
 class RunConfig:
-    """Every setting of one run, by section. Sections beyond the built-in ones are registered by their modules."""
+    """Every setting of one run, by section (data, tokenize, model, train)."""
     sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -212,6 +266,40 @@ class RunConfig:
         return cls.from_dict(values or {})
 
 
+def find_key(key: str) -> tuple[str, str]:
+    """(section, field) for `key`, given as `field` (field names are unique across sections) or `section.field`."""
+    section, _, name = key.rpartition(".")
+    for sec, cls in SECTIONS.items():
+        if (not section or section == sec) and name in {f.name for f in dataclasses.fields(cls)}:
+            return sec, name
+    raise _unknown_key_error(name, section) if section in SECTIONS else _unknown_key_error(key, "")
+
+
+def parse_value(key: str, text: str) -> Any:
+    """A value typed on the command line (`--set warmup_steps=100`) as its field's type: int, float, bool
+    (true/false), null, or a string."""
+    section, name = find_key(key)
+    cls = SECTIONS[section]
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    base, optional = _unwrap_optional(_field_types(cls)[name])
+    if optional and text.lower() in ("null", "none"):
+        return None
+    try:
+        if base is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError
+            value: Any = text.lower() == "true"
+        elif base in (int, float):
+            value = base(text)
+        elif typing.get_origin(base) is list:
+            value = text.split("+")
+        else:
+            value = text
+    except ValueError:
+        raise TextclsError(f"{section}.{name}={text!r}: expected {getattr(base, '__name__', base)}") from None
+    return _check_value(section, f, _field_types(cls)[name], value)
+
+
 # --------------------------------------------------------------------------------------------- CLI flags
 
 def flag_name(field_name: str) -> str:
@@ -221,17 +309,19 @@ def flag_name(field_name: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser, *section_names: str, exclude: tuple[str, ...] = ()) -> None:
     """Add one flag per field of the named sections. Unset flags stay absent from the namespace (SUPPRESS),
     so that a config file's values are overridden only by what the user typed."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
     for name in section_names:
         cls = SECTIONS[name]
-        group = parser.add_argument_group(f"{name} options")
         tps = _field_types(cls)
         for f in dataclasses.fields(cls):
             if f.name in exclude:
                 continue
+            title = f.metadata.get("group") or f"{name} options"
+            group = groups.get(title) or groups.setdefault(title, parser.add_argument_group(title))
             base, _ = _unwrap_optional(tps[f.name])
             kw: dict[str, Any] = dict(dest=f.name, default=argparse.SUPPRESS, help=f.metadata["help"])
-            if f.default is not dataclasses.MISSING and f.default is not None and base is not bool:
-                kw["help"] += f" (default: {f.default})"
+            if f.default is not dataclasses.MISSING and f.default is not None:
+                kw["help"] += f" (default: {('on' if f.default else 'off') if base is bool else f.default})"
             if base is bool:
                 kw["action"] = argparse.BooleanOptionalAction
             else:

@@ -1,0 +1,101 @@
+"""What a dataset holds: its splits, label balance, text lengths in characters and in tokens, two examples."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from textcls.data.sources import label_names
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from transformers import PreTrainedTokenizerFast
+
+EXAMPLE_CHARS = 200  # an example's text is cut here
+TOKENIZE_BATCH = 1000
+
+
+def inspect_data(dsd: "DatasetDict", tokenizer: Optional["PreTrainedTokenizerFast"] = None, max_length: int = 512,
+                 progress: bool = True) -> dict:
+    """Statistics of every split of a `load_data` result, as plain JSON-ready values.
+
+    Lengths count the characters of the text (both texts of a pair) and, with a tokenizer, the tokens of the whole
+    example, special tokens included and nothing truncated, so that `over_max_length` is the share of examples that
+    `max_length` would cut."""
+    names = label_names(dsd)
+    splits = {}
+    for split, ds in dsd.items():
+        table = ds.with_format("arrow")[:]  # the rows as the dataset sees them (after any select)
+        ids = table["label"].to_numpy()
+        counts = np.bincount(ids[ids >= 0], minlength=len(names))
+        stats = {"rows": len(ids),
+                 "labels": {n: {"count": int(c), "share": float(c / len(ids))} for n, c in zip(names, counts)},
+                 "unlabelled": int((ids < 0).sum()),
+                 "chars": length_stats(_chars(table))}
+        if tokenizer is not None:
+            stats["tokens"] = length_stats(token_lengths(tokenizer, table, f"tokenizing {split}", progress),
+                                           max_length)
+        splits[split] = stats
+    return {"labels": names, "pair": "text_pair" in next(iter(dsd.values())).column_names,
+            "max_length": max_length if tokenizer is not None else None, "splits": splits,
+            "examples": examples(dsd, names)}
+
+
+def _chars(table: pa.Table) -> np.ndarray:
+    chars = pc.utf8_length(table["text"])
+    if "text_pair" in table.column_names:
+        chars = pc.add(chars, pc.utf8_length(table["text_pair"]))
+    return chars.to_numpy()
+
+
+def length_stats(lengths: np.ndarray, max_length: Optional[int] = None) -> dict:
+    """mean, median, p90, p99 (to 0.1) and max of `lengths`; with `max_length`, the share of them above it."""
+    mean, p50, p90, p99 = (round(float(x), 1) for x in (lengths.mean(), *np.percentile(lengths, [50, 90, 99])))
+    out = {"mean": mean, "median": p50, "p90": p90, "p99": p99, "max": int(lengths.max())}
+    if max_length is not None:
+        out["over_max_length"] = float((lengths > max_length).mean())
+    return out
+
+
+def token_lengths(tokenizer: "PreTrainedTokenizerFast", table: pa.Table, desc: str, progress: bool) -> np.ndarray:
+    """Tokens per example, special tokens included, without truncation: batched through the fast tokenizer, which
+    spreads each batch over the cores."""
+    from tqdm.auto import tqdm
+
+    texts = table["text"].to_pylist()
+    pairs = table["text_pair"].to_pylist() if "text_pair" in table.column_names else None
+    lengths = []
+    with tqdm(total=len(texts), desc=desc, unit=" texts", disable=not progress) as bar:
+        for i in range(0, len(texts), TOKENIZE_BATCH):
+            batch = slice(i, i + TOKENIZE_BATCH)
+            # verbose=False: the "longer than the maximum length" warning is what we are measuring here
+            enc = tokenizer(texts[batch], pairs[batch] if pairs else None, return_attention_mask=False,
+                            return_token_type_ids=False, verbose=False)
+            lengths += map(len, enc["input_ids"])
+            bar.update(len(enc["input_ids"]))
+    return np.array(lengths)
+
+
+def examples(dsd: "DatasetDict", names: list[str], n: int = 2) -> list[dict]:
+    """The first row of each of the first `n` labels of the first split (any rows if it has no labels), the text
+    cut at EXAMPLE_CHARS."""
+    split, ds = next(iter(dsd.items()))
+    ids = ds.with_format("arrow")["label"].to_numpy()
+    firsts = {}
+    for row, label in enumerate(ids):
+        firsts.setdefault(int(label), row)
+        if len(firsts) == n:
+            break
+    out = []
+    for label, row in firsts.items():
+        example = ds[row]
+        out.append({"split": split, "row": row, "label": names[label] if label >= 0 else None}
+                   | {c: _cut(example[c]) for c in ("text", "text_pair") if c in example})
+    return out
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= EXAMPLE_CHARS else text[:EXAMPLE_CHARS].rstrip() + "…"

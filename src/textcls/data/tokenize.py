@@ -1,0 +1,287 @@
+"""Tokenizing a DatasetDict once: a fast WordPiece tokenizer, a truncation strategy, cached Arrow files.
+
+Each text is tokenized in full, without special tokens, so that its wordpiece count is known; the truncation
+strategy then picks the wordpieces that stay, and the special tokens go where the tokenizer's own post-processor
+puts them ([CLS] a [SEP] b [SEP] for BERT). The result of each split is cached under a name made from everything
+that decides it (the rows, the vocabulary, the settings), and a manifest written last marks the cache complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from textcls.config import ModelConfig, TokenizeConfig
+from textcls.errors import TextclsError
+
+if TYPE_CHECKING:
+    from datasets import Dataset, DatasetDict
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+log = logging.getLogger("textcls")
+
+# Bump when the cached columns or their meaning change: old caches are then simply not found.
+CACHE_FORMAT = 1
+MODEL_COLUMNS = ("input_ids", "token_type_ids", "length", "num_wordpieces")
+
+
+# --------------------------------------------------------------------------------------------- tokenizer
+
+def default_tokenizer_name(tokenize: TokenizeConfig, model: ModelConfig) -> str:
+    """--tokenizer when given, else the model's own tokenizer (the model preset, folder or hub id)."""
+    return tokenize.tokenizer or model.model
+
+
+def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
+    """A fast tokenizer from a preset (minilm-l6 is installed; bert-* come from the hub), a local folder or a hub id."""
+    from transformers import AutoTokenizer
+
+    from textcls.hub import resolve
+
+    try:
+        folder = resolve(name, "tokenizer", need_weights=False)
+    except TextclsError as e:
+        raise TextclsError(f"{e} To look at tokens offline, --tokenizer minilm-l6 has the same uncased WordPiece "
+                           f"vocabulary as the bert-* presets; or give --tokenizer FOLDER.") from None
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as e:
+        raise TextclsError(f"cannot load a tokenizer from {str(folder)!r} ({e}); the folder needs tokenizer.json "
+                           f"or vocab.txt with tokenizer_config.json") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise TextclsError(f"tokenizer {name!r} is a slow (Python) tokenizer ({type(tokenizer).__name__}); textcls "
+                           f"needs a fast one (a folder with tokenizer.json)")
+    return tokenizer
+
+
+def _private_backend(tokenizer: "PreTrainedTokenizerFast") -> "Tokenizer":
+    """A copy of the Rust tokenizer with truncation and padding off: tokenizer.json files often carry settings
+    (all-MiniLM-L6-v2's truncates to 128) that would otherwise cut texts before we count their wordpieces."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
+
+
+def _wordpieces(backend: "Tokenizer", texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens, no truncation (encode_batch_fast skips the character offsets)."""
+    return [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+
+def _special_tokens_template(backend: "Tokenizer", pair: bool) -> tuple:
+    """Where the post-processor puts its special tokens, as pieces (segment, token id, token type id):
+    segment is 0 or 1 for a text (token id None), None for a special token. BERT's pair template reads
+    (None, 101, 0), (0, None, 0), (None, 102, 0), (1, None, 1), (None, 102, 1)."""
+    enc = backend.encode("a", "b" if pair else None, add_special_tokens=True)
+    pieces = []
+    for segment, token_id, type_id in zip(enc.sequence_ids, enc.ids, enc.type_ids):
+        if segment is None:
+            pieces.append((None, token_id, type_id))
+        elif not pieces or pieces[-1][0] != segment:
+            pieces.append((segment, None, type_id))
+    return tuple(pieces)
+
+
+def longest_first(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
+    """How many wordpieces each text of a pair keeps: the longer one is cut first, and when both must be cut each
+    keeps half. The same arithmetic as the tokenizers library's LongestFirst, so that `head` equals
+    transformers' truncation="longest_first" exactly."""
+    if n_a + n_b <= budget:
+        return n_a, n_b
+    swap = n_a > n_b
+    short, long = (n_b, n_a) if swap else (n_a, n_b)
+    long = short if short > budget else max(short, budget - short)
+    if short + long > budget:
+        short, long = budget // 2, budget // 2 + budget % 2
+    return (long, short) if swap else (short, long)
+
+
+class ExampleEncoder:
+    """Texts (and second texts of pairs) → the model's inputs, exactly as training gets them.
+
+    Returns the columns input_ids, token_type_ids, length (tokens after truncation, specials included) and
+    num_wordpieces (before truncation, no specials). Picklable, so `Dataset.map(num_proc=N)` can ship it."""
+
+    def __init__(self, tokenizer: "PreTrainedTokenizerFast", cfg: TokenizeConfig, pair: bool):
+        self.backend = _private_backend(tokenizer)
+        self.template = _special_tokens_template(self.backend, pair)
+        self.pair = pair
+        self.truncation = cfg.truncation
+        self.head_tokens = cfg.head_tokens
+        specials = [self.backend.id_to_token(t) for seg, t, _ in self.template if seg is None]
+        self.num_special = len(specials)
+        self.budget = cfg.max_length - len(specials)  # wordpieces of text that fit
+        what = "a pair" if pair else "a text"
+        if self.budget < 1:
+            raise TextclsError(f"--max-length {cfg.max_length} leaves no room for text: the tokenizer adds "
+                               f"{len(specials)} special tokens to {what} ({' '.join(specials)}); use at least "
+                               f"{len(specials) + 1}")
+        if cfg.truncation == "head+tail" and not 0 <= cfg.head_tokens < self.budget:
+            raise TextclsError(f"--head-tokens {cfg.head_tokens} does not fit: with --max-length {cfg.max_length} "
+                               f"{what} has room for {self.budget} wordpieces besides its {len(specials)} special "
+                               f"tokens, and head+tail keeps the first --head-tokens and the last {self.budget} - "
+                               f"--head-tokens; use 0 to {self.budget - 1}")
+
+    def _cut(self, ids: list[int], keep: int) -> list[int]:
+        """The `keep` wordpieces of `ids` that the truncation strategy keeps."""
+        if len(ids) <= keep:
+            return ids
+        if self.truncation == "head":
+            return ids[:keep]
+        head = min(self.head_tokens, keep) if self.truncation == "head+tail" else 0  # tail: no head
+        return ids[:head] + ids[len(ids) - (keep - head):]
+
+    def _assemble(self, segments: tuple[list[int], ...]) -> tuple[list[int], list[int]]:
+        ids: list[int] = []
+        types: list[int] = []
+        for segment, token_id, type_id in self.template:
+            piece = [token_id] if segment is None else segments[segment]
+            ids += piece
+            types += [type_id] * len(piece)
+        return ids, types
+
+    def __call__(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None) -> dict[str, list]:
+        if (pairs is not None) != self.pair:
+            raise ValueError("this encoder was built for " + ("pairs" if self.pair else "single texts"))
+        first = _wordpieces(self.backend, texts)
+        second = _wordpieces(self.backend, pairs) if pairs is not None else None
+        out: dict[str, list] = {name: [] for name in MODEL_COLUMNS}
+        for i, a in enumerate(first):
+            if second is None:
+                segments = (self._cut(a, self.budget),)
+                num_wordpieces = len(a)
+            else:
+                b = second[i]
+                keep_a, keep_b = longest_first(len(a), len(b), self.budget)
+                segments = (self._cut(a, keep_a), self._cut(b, keep_b))
+                num_wordpieces = len(a) + len(b)
+            ids, types = self._assemble(segments)
+            out["input_ids"].append(ids)
+            out["token_type_ids"].append(types)
+            out["length"].append(len(ids))
+            out["num_wordpieces"].append(num_wordpieces)
+        return out
+
+    def settings(self) -> dict:
+        """Everything of this encoder that decides its output, for the cache fingerprint."""
+        digest = hashlib.blake2b(self.backend.to_str().encode(), digest_size=16).hexdigest()
+        out = {"tokenizer": digest, "budget": self.budget, "template": self.template, "pair": self.pair,
+               "truncation": self.truncation}
+        if self.truncation == "head+tail":
+            out["head_tokens"] = self.head_tokens
+        return out
+
+
+# --------------------------------------------------------------------------------------------- cached map
+
+def default_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/textcls, else ~/.cache/textcls (the XDG rule that platformdirs follows on Linux)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textcls"
+
+
+def content_hash(ds: "Dataset", columns: Sequence[str]) -> str:
+    """A digest of the values of `columns` (after any row selection), read straight from the Arrow buffers:
+    IMDB's 50k reviews hash in about a tenth of a second. The rows are first gathered into one chunk per column
+    (a selection comes back as one slice per row, each sharing its parent's buffers); offsets and lengths go in
+    too, because a single slice still shares them."""
+    table = ds.with_format("arrow", columns=list(columns))[:].combine_chunks()
+    h = hashlib.blake2b(digest_size=16)
+    for name in columns:
+        h.update(f"{name}|{ds.features[name]!r}|{table.schema.field(name).type}".encode())
+        for chunk in table.column(name).chunks:
+            h.update(f"|{chunk.offset}|{len(chunk)}".encode())
+            for buf in chunk.buffers():
+                h.update(f"|{0 if buf is None else buf.size}|".encode())
+                if buf is not None:
+                    h.update(buf)
+    return h.hexdigest()
+
+
+def _input_columns(ds: "Dataset", split: str) -> list[str]:
+    if "text" not in ds.column_names:
+        raise TextclsError(f"split {split!r} has no 'text' column to tokenize; its columns are: "
+                           f"{', '.join(ds.column_names)}")
+    return ["text", "text_pair"] if "text_pair" in ds.column_names else ["text"]
+
+
+def _load_cached(manifest: Path) -> Optional["Dataset"]:
+    """The cached split when its manifest exists and every file it lists is there and readable, else None."""
+    from datasets import Dataset, concatenate_datasets
+
+    try:
+        info = json.loads(manifest.read_text(encoding="utf-8"))
+        parts = [Dataset.from_file(str(manifest.parent / name)) for name in info["files"]]
+    except (OSError, ValueError, KeyError):  # missing, half-deleted or unreadable: tokenize again
+        return None
+    ds = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    return ds if len(ds) == info["rows"] else None
+
+
+def _tokenize_split(split: str, ds: "Dataset", encoder: ExampleEncoder, cfg: TokenizeConfig, cache: Path,
+                    key: dict) -> "Dataset":
+    from datasets import Features, List, Value
+
+    from textcls.io import atomic_write_text
+
+    fingerprint = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
+    stem = f"{split}-{fingerprint}"
+    manifest = cache / f"{stem}.json"
+    cached = _load_cached(manifest)
+    if cached is not None:
+        files = [f["filename"] for f in cached.cache_files]
+        log.info("tokenized %s: loaded from cache %s", split,
+                 files[0] if len(files) == 1 else f"{manifest} ({len(files)} files)")
+        return cached
+
+    # Whatever is left under this name (shards of a killed run) is not trusted: start clean.
+    manifest.unlink(missing_ok=True)
+    for stale in cache.glob(f"{stem}*.arrow"):
+        stale.unlink()
+    features = Features({"input_ids": List(Value("int32")), "token_type_ids": List(Value("int8")),
+                         "length": Value("int32"), "num_wordpieces": Value("int32")})
+    if "label" in ds.column_names:  # kept as it is (a ClassLabel keeps its names)
+        features = Features({"label": ds.features["label"], **features})
+    cache.mkdir(parents=True, exist_ok=True)
+    log.info("tokenizing %s: %d rows (num_proc=%d) into %s", split, len(ds), cfg.num_proc, cache)
+    out = ds.map(encoder, batched=True, input_columns=_input_columns(ds, split),
+                 remove_columns=[c for c in ds.column_names if c != "label"], features=features,
+                 num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+                 cache_file_name=str(cache / f"{stem}.arrow"), load_from_cache_file=False,
+                 new_fingerprint=fingerprint, desc=f"tokenizing {split}")
+    files = [Path(f["filename"]).name for f in out.cache_files]
+    # Written last and atomically: it exists only when every file it names is complete.
+    atomic_write_text(manifest, json.dumps({"format": CACHE_FORMAT, "split": split, "rows": len(out),
+                                            "files": files, "key": key}, indent=1) + "\n")
+    return out
+
+
+def tokenize_data(dsd: "DatasetDict", tokenizer: "PreTrainedTokenizerFast", cfg: TokenizeConfig) -> "DatasetDict":
+    """Every split of `dsd` as model inputs (columns input_ids, token_type_ids, length, num_wordpieces, and label
+    when there is one), cached under cfg.cache_dir: a second run with the same rows, vocabulary and settings
+    loads the Arrow files instead of tokenizing."""
+    from datasets import DatasetDict
+
+    if cfg.num_proc < 1:
+        raise TextclsError(f"--num-proc must be at least 1, got {cfg.num_proc}")
+    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+    cache = cache / "tokenized"
+    encoders: dict[bool, tuple[ExampleEncoder, dict]] = {}  # single texts / pairs: the encoder, its settings
+    out = {}
+    for split, ds in dsd.items():
+        columns = _input_columns(ds, split)
+        pair = "text_pair" in columns
+        if pair not in encoders:
+            encoder = ExampleEncoder(tokenizer, cfg, pair)
+            encoders[pair] = encoder, encoder.settings()
+        encoder, settings = encoders[pair]
+        data = content_hash(ds, columns + ["label"] * ("label" in ds.column_names))
+        key = {"format": CACHE_FORMAT, "data": data, **settings}
+        out[split] = _tokenize_split(split, ds, encoder, cfg, cache, key)
+    return DatasetDict(out)
