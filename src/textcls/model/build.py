@@ -1,0 +1,178 @@
+"""The one way from settings to a model: `build_classifier(ModelConfig, label_names, max_length)`.
+
+`ModelConfig.model` is a preset, a local folder or a hub id (`textcls.hub.resolve`). With `init="random"` only the
+architecture is needed: a preset's dimensions are known without any download, a folder or hub id gives config.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from textcls import hub
+from textcls.config import ModelConfig
+from textcls.errors import TextclsError
+from textcls.model.encoder import BertClassifier, BertMaskedLM, EncoderConfig
+from textcls.model.hf import (TEXTCLS_JSON, LoadReport, encoder_config_from_hf, hf_label_names, load_hf_state,
+                              read_json, read_state_dict, weights_file)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelSource:
+    """Where a model's architecture and weights come from."""
+    name: str  # as given: preset, folder or hub id
+    config: EncoderConfig  # the checkpoint's architecture, with its own dropout and positions
+    folder: Optional[Path] = None  # the local folder with config.json; None for a preset's dimensions alone
+    weights: Optional[Path] = None  # the weights file, when pretrained weights were asked for
+    label_names: Optional[list[str]] = None  # a fine-tuned classifier's labels (config.json id2label)
+    extra: Optional[dict] = None  # textcls.json of a folder textcls saved
+
+    def describe(self) -> str:
+        preset = hub.PRESETS.get(self.name)
+        where = f"preset {self.name} ({preset.hub_id})" if preset else self.name
+        return where + (f" at {self.folder}" if self.folder and str(self.folder) != self.name else "")
+
+
+def find_model(name: str, init: str = "pretrained") -> ModelSource:
+    """Resolve `name` to its architecture and, for init="pretrained", its weights file. Offline and not on disk:
+    a TextclsError at once, naming the ways out (a local folder, --init random)."""
+    preset = hub.PRESETS.get(name)
+    if init == "random" and preset is not None and not Path(name).exists():
+        dims = EncoderConfig(num_layers=preset.num_layers, hidden_size=preset.hidden_size, num_heads=preset.num_heads,
+                             intermediate_size=preset.intermediate_size)
+        return ModelSource(name=name, config=dims)
+    folder = hub.resolve(name, "model", need_weights=init == "pretrained")
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise TextclsError(f"model folder {str(folder)!r} has no config.json; give a transformers BERT folder")
+    hf = read_json(config_path)
+    extra = read_json(folder / TEXTCLS_JSON) if (folder / TEXTCLS_JSON).is_file() else None
+    return ModelSource(name=name, config=encoder_config_from_hf(hf, str(config_path)), folder=folder,
+                       weights=weights_file(folder) if init == "pretrained" else None,
+                       label_names=hf_label_names(hf), extra=extra)
+
+
+def encoder_config(cfg: ModelConfig, source: ModelSource, max_length: int) -> EncoderConfig:
+    """The checkpoint's architecture with the run's settings: attention, dropouts, positions for `max_length`."""
+    positions = source.config.max_positions
+    if max_length > positions and not cfg.extend_positions:
+        raise TextclsError(f"--max-length {max_length} exceeds the {positions} positions of model {cfg.model!r}; "
+                           f"add --extend-positions to copy the learned position embeddings forward (as Longformer "
+                           f"did), or lower --max-length to {positions}")
+    hidden = source.config.hidden_dropout if cfg.hidden_dropout is None else cfg.hidden_dropout
+    return dataclasses.replace(source.config, attention=cfg.attention, max_positions=max(positions, max_length),
+                               hidden_dropout=hidden, attention_dropout=cfg.attention_dropout or 0.0)
+
+
+def _load(model: torch.nn.Module, cfg: ModelConfig, state: Optional[dict], source: ModelSource,
+          fresh_head: bool = False) -> LoadReport:
+    if state is None:
+        report = LoadReport(source="random init")
+    else:
+        report = load_hf_state(model, state, str(source.weights), fresh_head=fresh_head,
+                               extend_positions=cfg.extend_positions)
+    report.log()
+    return report
+
+
+def _read_weights(cfg: ModelConfig, source: ModelSource) -> Optional[dict[str, torch.Tensor]]:
+    return read_state_dict(source.weights) if cfg.init == "pretrained" else None
+
+
+def _head_differs(rows: int, saved: Optional[list[str]], wanted: list[str]) -> bool:
+    """Whether a checkpoint's classifier head (`rows` outputs, labels `saved`) would mean something else here."""
+    default = saved is None or saved == [f"LABEL_{i}" for i in range(len(saved))]  # transformers' unnamed labels
+    return rows != len(wanted) or (not default and saved != wanted)
+
+
+def build_classifier(cfg: ModelConfig, label_names: Sequence[str],
+                     max_length: int) -> tuple[BertClassifier, LoadReport]:
+    """A sequence classifier for `label_names` over inputs of up to `max_length` tokens, from `cfg`."""
+    label_names = list(label_names)
+    if len(label_names) < 2:
+        raise TextclsError(f"a classifier needs at least two labels, got {label_names}")
+    source = find_model(cfg.model, cfg.init)
+    for key in ("attention", "pooling"):
+        saved = (source.extra or {}).get(key, getattr(cfg, key))
+        if saved != getattr(cfg, key):
+            log.warning("model %s was saved with %s %r; building it with %r as asked (--%s %s keeps the saved one)",
+                        cfg.model, key, saved, getattr(cfg, key), key, saved)
+    model = BertClassifier(encoder_config(cfg, source, max_length), len(label_names), cfg.pooling)
+    state = _read_weights(cfg, source)
+    head = None if state is None else state.get("classifier.weight")
+    fresh_head = head is not None and _head_differs(head.shape[0], source.label_names, label_names)
+    if fresh_head and not cfg.reinit_head:
+        saved = f"labels {source.label_names}" if source.label_names else f"{head.shape[0]} outputs"
+        raise TextclsError(f"model {cfg.model!r} has a classifier head for {saved}, but the data has "
+                           f"{len(label_names)} labels {label_names}; pass --reinit-head to train a fresh head")
+    return model, _load(model, cfg, state, source, fresh_head)
+
+
+def build_masked_lm(cfg: ModelConfig, max_length: int) -> tuple[BertMaskedLM, LoadReport]:
+    """A masked language model (the pretraining objective) from `cfg`."""
+    source = find_model(cfg.model, cfg.init)
+    model = BertMaskedLM(encoder_config(cfg, source, max_length))
+    return model, _load(model, cfg, _read_weights(cfg, source), source)
+
+
+def load_classifier(path: str | Path, label_names: Optional[Sequence[str]] = None,
+                    reinit_head: bool = False) -> tuple[BertClassifier, list[str], LoadReport]:
+    """A fine-tuned classifier folder (saved by textcls or transformers) as it was saved: attention, pooling,
+    positions and labels. Other `label_names` need `reinit_head` (a fresh head)."""
+    source = find_model(str(path), "pretrained")
+    extra = source.extra or {}
+    saved = source.label_names
+    if saved is None and label_names is None:
+        raise TextclsError(f"model {str(path)!r} has no label names (config.json id2label); is it a fine-tuned "
+                           f"classifier? Train one with `textcls train`")
+    labels = list(label_names or saved)
+    cfg = ModelConfig(model=str(path), attention=extra.get("attention", "full"), pooling=extra.get("pooling", "cls"),
+                      reinit_head=reinit_head)
+    model, report = build_classifier(cfg, labels, max_length=source.config.max_positions)
+    if any(name.startswith("classifier.") for name in report.fresh) and not reinit_head:
+        raise TextclsError(f"model {str(path)!r} holds no classifier weights (a base model?); fine-tune it first")
+    return model, labels, report
+
+
+def describe_model(cfg: ModelConfig, max_length: int) -> dict:
+    """What `cfg` builds, without reading any weights: where architecture and weights come from, the architecture,
+    parameter counts. Pretrained weights that cannot be had are reported, not raised, when the architecture is known."""
+    weights_error = None
+    try:
+        source = find_model(cfg.model, cfg.init)
+    except TextclsError as e:
+        if cfg.init != "pretrained":
+            raise
+        source, weights_error = find_model(cfg.model, "random"), str(e)  # a preset's or a cached config's dims
+    labels = source.label_names or ["LABEL_0", "LABEL_1"]
+    with torch.device("meta"):  # shapes only, no memory
+        model = BertClassifier(encoder_config(cfg, source, max_length), len(labels), cfg.pooling)
+    total, encoder = _num_params(model), _num_params(model.encoder)
+    attention = model.encoder.blocks[0].attn
+    return {
+        "model": cfg.model,
+        "source": source.describe(),
+        "init": cfg.init,
+        "weights": ("random init" if cfg.init == "random" else str(source.weights) if source.weights else None),
+        "weights_error": weights_error,
+        "architecture": dataclasses.asdict(model.encoder.config),
+        "attention": {"name": attention.name, "exact": attention.exact,
+                      "supports_padding_mask": attention.supports_padding_mask,
+                      "seq_multiple_of": attention.seq_multiple_of},
+        "pooling": cfg.pooling,
+        "labels": source.label_names,
+        "saved_settings": source.extra,
+        "parameters": {"total": total, "embeddings": _num_params(model.encoder.embeddings),
+                       "blocks": _num_params(model.encoder.blocks), "head": total - encoder},
+    }
+
+
+def _num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

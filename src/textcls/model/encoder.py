@@ -1,0 +1,196 @@
+"""A BERT encoder (Devlin et al. 2019) with pluggable attention, and its two heads: sequence classification and
+masked language modelling.
+
+Shapes: B batch, T tokens, C hidden size, nh heads, hs head size (C = nh * hs), I intermediate size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from textcls.errors import TextclsError
+from textcls.model.attention import build_attention
+
+
+@dataclass
+class EncoderConfig:
+    """The architecture: what a checkpoint's config.json fixes, plus the attention mechanism and dropouts."""
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+    vocab_size: int = 30522
+    max_positions: int = 512
+    type_vocab_size: int = 2
+    pad_token_id: int = 0
+    layer_norm_eps: float = 1e-12
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.0
+    attention: str = "full"
+    initializer_range: float = 0.02
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise TextclsError(f"hidden size {self.hidden_size} is not a multiple of the {self.num_heads} heads")
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, num_labels) for the classifier, (B, T, V) for the masked LM
+    loss: Optional[torch.Tensor] = None  # when labels are given
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        # padding_idx: the [PAD] vector gets no gradient, as in BERT
+        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
+        self.position = nn.Embedding(cfg.max_positions, cfg.hidden_size)
+        self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
+        self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor]) -> torch.Tensor:
+        T = input_ids.shape[1]
+        if T > self.position.num_embeddings:
+            raise TextclsError(f"a batch of {T} tokens is longer than the model's {self.position.num_embeddings} "
+                               f"positions; lower --max-length or build the model with --extend-positions")
+        tt = self.token_type.weight[0] if token_type_ids is None else self.token_type(token_type_ids)
+        x = self.word(input_ids) + tt + self.position.weight[:T]  # (B, T, C); same summation order as BERT
+        return self.drop(self.ln(x))
+
+
+class Block(nn.Module):
+    """A post-LN transformer layer as in BERT: x = LN(x + attention(x)); x = LN(x + MLP(x))."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        C, self.num_heads = cfg.hidden_size, cfg.num_heads
+        self.qkv = nn.Linear(C, 3 * C)  # query, key and value projections in one matmul
+        self.attn = build_attention(cfg.attention, cfg.num_heads, C // cfg.num_heads, cfg.max_positions,
+                                    cfg.attention_dropout)
+        self.attn_out = nn.Linear(C, C)
+        self.attn_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.mlp_in = nn.Linear(C, cfg.intermediate_size)
+        self.mlp_out = nn.Linear(cfg.intermediate_size, C)
+        self.mlp_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
+        self.drop = nn.Dropout(cfg.hidden_dropout)
+
+    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+        B, T, C = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads)  # (B, T, 3, nh, hs)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, hs)
+        y = self.attn(q, k, v, key_padding_mask)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
+        x = self.attn_ln(x + self.drop(self.attn_out(y)))
+        h = F.gelu(self.mlp_in(x))  # exact (erf) GELU, as BERT
+        return self.mlp_ln(x + self.drop(self.mlp_out(h)))
+
+
+class Encoder(nn.Module):
+    """Token ids to contextual token vectors, (B, T) -> (B, T, C)."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        attn = self.blocks[0].attn
+        self.supports_padding_mask = attn.supports_padding_mask
+        self.pad_to_multiple_of = attn.seq_multiple_of  # for the collator: batches must be padded to this
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # No mask for a batch without padding: the attention kernels are then at their fastest (flash on CUDA
+        # takes no mask). One check per forward, not per layer.
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        key_padding_mask = attention_mask.bool() if has_padding else None  # (B, T), True = real token
+        if has_padding and not self.supports_padding_mask:
+            raise TextclsError(f"attention {self.config.attention!r} cannot mask padding; pad nothing "
+                               f"(equal-length batches) or choose another mechanism")
+        if input_ids.shape[1] % self.pad_to_multiple_of:
+            raise TextclsError(f"attention {self.config.attention!r} needs batches padded to a multiple of "
+                               f"{self.pad_to_multiple_of} tokens, got {input_ids.shape[1]}")
+        x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, key_padding_mask)
+        return x
+
+
+def init_weights(model: nn.Module, std: float) -> None:
+    """BERT's initialisation: normal(0, std) for matrices and embeddings, zero biases, unit LayerNorms."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=std)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+        if isinstance(m, nn.Embedding) and m.padding_idx is not None:
+            with torch.no_grad():
+                m.weight[m.padding_idx].zero_()
+        if isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class BertClassifier(nn.Module):
+    """Sequence classification: pool the encoder's output, dropout, one linear layer to the labels.
+
+    pooling "cls": BERT's pooler, dense + tanh on the [CLS] vector (what transformers' BertForSequenceClassification
+    does); "mean": the mean of the real tokens' vectors (as sentence-transformers does), no pooler."""
+
+    def __init__(self, cfg: EncoderConfig, num_labels: int, pooling: str = "cls"):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise TextclsError(f"pooling {pooling!r} is not one of: cls, mean")
+        self.pooling = pooling
+        self.encoder = Encoder(cfg)
+        self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size) if pooling == "cls" else None
+        self.drop = nn.Dropout(cfg.hidden_dropout)
+        self.classifier = nn.Linear(cfg.hidden_size, num_labels)
+        init_weights(self, cfg.initializer_range)
+
+    @property
+    def num_labels(self) -> int:
+        return self.classifier.out_features
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> ModelOutput:
+        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, C)
+        if self.pooler is not None:
+            pooled = torch.tanh(self.pooler(h[:, 0]))  # (B, C) from [CLS]
+        elif attention_mask is None:
+            pooled = h.mean(dim=1)  # (B, C)
+        else:
+            m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+            pooled = (h * m).sum(dim=1) / m.sum(dim=1)  # (B, C): mean over real tokens only
+        logits = self.classifier(self.drop(pooled))  # (B, num_labels)
+        loss = None if labels is None else F.cross_entropy(logits, labels)
+        return ModelOutput(logits=logits, loss=loss)
+
+
+class BertMaskedLM(nn.Module):
+    """Masked language modelling, as BERT was pretrained: dense + GELU + LayerNorm, then the word embedding matrix
+    (tied) plus a bias, to logits over the vocabulary. Labels are token ids, -100 where nothing is predicted."""
+
+    def __init__(self, cfg: EncoderConfig):
+        super().__init__()
+        self.encoder = Encoder(cfg)
+        self.transform = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+        self.transform_ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.decoder_bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+        init_weights(self, cfg.initializer_range)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
+                token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> ModelOutput:
+        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, C)
+        h = self.transform_ln(F.gelu(self.transform(h)))
+        logits = F.linear(h, self.encoder.embeddings.word.weight, self.decoder_bias)  # (B, T, V)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return ModelOutput(logits=logits, loss=loss)
