@@ -13,7 +13,7 @@ import sys
 
 from textcls.errors import TextclsError
 
-COMMANDS = ("textcls.cli.data",)
+COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train")
 
 
 def build_parser() -> argparse.ArgumentParser:

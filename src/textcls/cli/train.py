@@ -1,0 +1,190 @@
+"""`textcls train | evaluate | predict | sweep`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from textcls.cli.output import add_json_flag, emit, table
+from textcls.config import add_arguments, config_from_args
+from textcls.errors import TextclsError
+
+TRAIN_SECTIONS = ("data", "tokenize", "model", "train")
+TRAIN_EXAMPLES = """examples:
+  textcls train --data ../shared/data/imdb --model minilm-l6 --max-length 256 --epochs 2 --output runs/imdb
+  textcls train --resume runs/imdb                       # after a crash or a kill: from the last checkpoint
+  textcls train --config runs/imdb/config.json --learning-rate 3e-5 --output runs/imdb-lr3e-5
+  torchrun --standalone --nproc-per-node 2 -m textcls train ...     # DDP: 2 processes (GPUs, or CPUs with gloo)
+  accelerate launch --multi_gpu --num_processes 2 -m textcls train ...  # the same through accelerate
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune a classifier and evaluate it",
+                       usage="textcls train --data SPEC [--model M] [--config FILE] [--resume RUN_DIR] [options]",
+                       description="Fine-tune a classifier (AdamW, linear warmup then decay) and evaluate it on the\n"
+                                   "test split. Every setting is a flag below or a key of --config FILE.",
+                       epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="a run config (JSON or YAML, e.g. a run's config.json); flags "
+                                                    "given on the command line override it")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, with "
+                                                       "the run's own settings")
+    add_json_flag(p)
+    add_arguments(p, *TRAIN_SECTIONS)
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled split",
+                       description="Accuracy, macro-F1, per-class precision and recall, confusion matrix, loss and "
+                                   "examples/s of a trained model on a labelled split. A run directory brings its "
+                                   "own data settings; flags override them. Data labels are matched to the model's "
+                                   "by name; name integer labels with --label-names.")
+    p.add_argument("model_dir", metavar="MODEL", help="a run directory or an exported model folder")
+    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: 64)")
+    # Both are tokenize settings: unset, they stay absent, and a run directory's own cache_dir stays in force.
+    p.add_argument("--tokenizer", metavar="T", default=argparse.SUPPRESS,
+                   help="tokenizer for a model folder saved without one")
+    p.add_argument("--cache-dir", default=argparse.SUPPRESS,
+                   help="where the tokenized split is cached (default: a run's own, else ~/.cache/textcls)")
+    add_json_flag(p)
+    add_arguments(p, "data")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="label and probabilities for new texts",
+                       description="Predict labels for TEXT arguments or the rows of --input (.txt: one text per "
+                                   "line; .csv/.tsv/.jsonl/.parquet: the text column, and a pair column if there is "
+                                   "one, detected or named). Give the TEXTs first, then --text-pair once per TEXT: "
+                                   "textcls predict MODEL 'premise 1' 'premise 2' --text-pair 'hyp 1' --text-pair "
+                                   "'hyp 2'.")
+    p.add_argument("model_dir", metavar="MODEL", help="a run directory or an exported model folder")
+    p.add_argument("texts", nargs="*", metavar="TEXT", help="texts to classify")
+    p.add_argument("--text-pair", action="append", metavar="PAIR",
+                   help="second text of a pair, once per TEXT, in the same order")
+    p.add_argument("--input", metavar="FILE", help="read texts from a .txt, .csv, .tsv, .jsonl or .parquet file")
+    p.add_argument("--text-column", help="with --input: the text column (default: detect)")
+    p.add_argument("--text-pair-column", help="with --input: the column of second texts (default: detect)")
+    p.add_argument("--output", metavar="FILE", help="write predictions to a .csv, .tsv, .jsonl or .txt file "
+                                                    "(.txt: one label per line)")
+    p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default: 64)")
+    p.add_argument("--tokenizer", metavar="T", help="tokenizer for a model folder saved without one")
+    add_json_flag(p)
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("sweep", help="one training run per combination of settings, compared side by side",
+                       description="Train once per combination of --set values (e.g. --set warmup_steps=1,100,500) "
+                                   "and compare the runs in a table and a plot. Other flags apply to every run.")
+    p.add_argument("--set", dest="sweep", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a config key and the values to try; repeat for a grid")
+    p.add_argument("--config", metavar="FILE", help="a run config that every run starts from")
+    add_json_flag(p)
+    add_arguments(p, *TRAIN_SECTIONS)
+    p.set_defaults(func=_sweep)
+
+
+def _train_config(args: argparse.Namespace):
+    cfg = config_from_args(args)
+    if not cfg.data.data:
+        raise TextclsError("no data: give --data SPEC (a folder, a file or a hub dataset name), or a --config "
+                           "that sets data.data")
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    from accelerate import PartialState
+
+    from textcls.train.loop import no_gpu, train
+    from textcls.train.rundir import load_run_config
+
+    processes = PartialState(cpu=no_gpu())  # under torchrun or accelerate launch: one of several
+    if not processes.is_local_main_process:  # the main process speaks for all
+        logging.getLogger("textcls").setLevel(logging.WARNING)
+    if args.resume:
+        # The run's own config is the base: `textcls train --resume RUN` needs nothing else.
+        base = load_run_config(Path(args.resume)) if not args.config else None
+        cfg = config_from_args(args, base=base)
+        summary = train(cfg, resume=Path(args.resume))
+    else:
+        summary = train(_train_config(args))
+    if processes.is_main_process:
+        emit(summary, args.json, _describe_summary)
+    return 0
+
+
+def _describe_summary(s: dict) -> str:
+    lines = [f"run: {s['run_dir']}  ({s['steps']} steps, {s['train_seconds']:.0f} s of training)",
+             f"model: {s['model_dir']}"]
+    for split, m in s["final"].items():
+        lines.append(f"{split} accuracy: {m['accuracy']:.4f}  macro-F1: {m['macro_f1']:.4f}  loss: {m['loss']:.4f}")
+    return "\n".join(lines)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from textcls.train.evaluate import evaluate_model
+    from textcls.train.rundir import is_run_dir, load_run_config
+
+    model = Path(args.model_dir)
+    # A run directory is evaluated on its own data settings (the same carved splits) unless flags say otherwise,
+    # and finds its tokenized splits in its own cache.
+    cfg = config_from_args(args, base=load_run_config(model) if is_run_dir(model) else None)
+    result = evaluate_model(model, cfg.data, split=args.split, batch_size=args.batch_size,
+                            tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir)
+    emit(result, args.json, _describe_metrics)
+    return 0
+
+
+def _describe_metrics(m: dict) -> str:
+    names = list(m["per_class"])
+    lines = [f"{m['split']}: {m['examples']} examples, {m['examples_per_s']:.0f} examples/s",
+             f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   loss {m['loss']:.4f}", ""]
+    lines.append(table([[n, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+                        for n, c in m["per_class"].items()], ["label", "precision", "recall", "f1", "support"]))
+    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+    lines.append(table([[n] + row for n, row in zip(names, m["confusion_matrix"])], ["true \\ predicted"] + names))
+    return "\n".join(lines)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from textcls.train.predict import predict_files, predict_texts
+
+    if args.input and args.texts:
+        raise TextclsError("give texts as arguments or --input FILE, not both")
+    if args.input and args.text_pair:
+        raise TextclsError("--text-pair goes with TEXT arguments; with --input, second texts come from a column "
+                           "(--text-pair-column)")
+    if not args.input and (args.text_column or args.text_pair_column):
+        raise TextclsError("--text-column and --text-pair-column name columns of an --input file")
+    output = Path(args.output) if args.output else None
+    common = dict(output=output, batch_size=args.batch_size, tokenizer=args.tokenizer)
+    if args.input:
+        rows = predict_files(Path(args.model_dir), Path(args.input), text_column=args.text_column,
+                             text_pair_column=args.text_pair_column, **common)
+    elif args.texts:
+        rows = predict_texts(Path(args.model_dir), args.texts, args.text_pair, **common)
+    else:
+        raise TextclsError("nothing to predict: give one or more TEXT arguments or --input FILE")
+    if output is not None and not args.json:
+        print(f"wrote {len(rows)} predictions to {output}")
+        return 0
+    emit(rows, args.json, _describe_predictions)
+    return 0
+
+
+def _describe_predictions(rows: list[dict]) -> str:
+    names = list(rows[0]["probabilities"]) if rows else []
+
+    def shown(r: dict) -> str:
+        text = " ".join(r["text"].split()) + (" || " + " ".join(r["text_pair"].split()) if "text_pair" in r else "")
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return table([[r["label"], *(f"{r['probabilities'][n]:.4f}" for n in names), shown(r)] for r in rows],
+                 ["label", *(f"p({n})" for n in names), "text"])
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from textcls.train.sweep import parse_sweep, sweep
+
+    grid = parse_sweep(args.sweep)  # a bad --set fails before anything is read
+    result = sweep(_train_config(args), grid)
+    emit(result, args.json, lambda r: f"{r['table']}\n\nplot: {r['plot']}\nruns: {r['sweep_dir']}")
+    return 0

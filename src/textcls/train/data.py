@@ -1,0 +1,57 @@
+"""The data side of a run: read the source, tokenize it (cached), and hand out batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from textcls.config import RunConfig, TokenizeConfig
+from textcls.data.batching import Collator, make_dataloader
+from textcls.data.sources import label_names, load_data
+from textcls.data.tokenize import default_tokenizer_name, load_tokenizer, tokenize_data
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from torch.utils.data import DataLoader
+    from transformers import PreTrainedTokenizerFast
+
+
+@dataclass
+class PreparedData:
+    tokenized: "DatasetDict"
+    tokenizer: "PreTrainedTokenizerFast"
+    label_names: list[str]
+    tokenize_cfg: TokenizeConfig
+    num_workers: int = 0
+    pad_to_multiple_of: int = 1  # what the attention mechanism needs; set once the model is built
+
+    def collator(self) -> Collator:
+        collator = Collator.from_config(self.tokenize_cfg, self.tokenizer)
+        collator.pad_to_multiple_of = self.pad_to_multiple_of
+        return collator
+
+    def labelled_splits(self) -> list[str]:
+        """Splits with a label on every row (validation and test usually; not unsupervised)."""
+        return [s for s, ds in self.tokenized.items()
+                if s != "train" and "label" in ds.column_names and len(ds) and min(ds["label"]) >= 0]
+
+    def train_loader(self, batch_size: int, seed: int, group_by_length: bool) -> "DataLoader":
+        """Shuffled (and length-grouped) training batches of `batch_size` examples, in an order fixed by (seed, epoch).
+        Under several processes `batch_size` is the global batch: accelerate gives each process its slice."""
+        return make_dataloader(self.tokenized["train"], batch_size, self.collator(), shuffle=True,
+                               group_by_length=group_by_length, seed=seed, num_workers=self.num_workers)
+
+    def eval_loader(self, split: str, batch_size: int) -> "DataLoader":
+        """Length-sorted batches (the least padding; metrics do not depend on the order), global as in training."""
+        return make_dataloader(self.tokenized[split], batch_size, self.collator(), shuffle=False,
+                               group_by_length=True, num_workers=self.num_workers)
+
+
+def prepare_training_data(cfg: RunConfig) -> PreparedData:
+    """load_data + the model's (or --tokenizer's) tokenizer + cached tokenize_data."""
+    dsd = load_data(cfg.data)
+    tokenizer = load_tokenizer(default_tokenizer_name(cfg.tokenize, cfg.model))
+    if "unsupervised" in dsd:  # fine-tuning has no use for unlabelled rows: don't tokenize them
+        del dsd["unsupervised"]
+    return PreparedData(tokenize_data(dsd, tokenizer, cfg.tokenize), tokenizer, label_names(dsd), cfg.tokenize,
+                        num_workers=cfg.train.num_workers)

@@ -1,0 +1,459 @@
+"""Fine-tuning recipe: one readable class, setup / train / evaluate / save (in the spirit of torchtune's recipes).
+
+It runs unchanged on a CPU, one GPU, or several processes started by `accelerate launch` or `torchrun`: accelerate
+wraps the model in DDP, shards the batches and all-reduces the gradients.
+
+Batches are global: the sampler cuts batches of `batch_size x processes` examples and accelerate gives each process
+its slice (`split_batches`), so every optimizer step sees the same examples whatever the process count, and the
+order depends on (seed, epoch) only. Steps count optimizer steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from textcls.config import RunConfig, TrainConfig
+from textcls.errors import TextclsError
+from textcls.train import rundir
+from textcls.train.checkpoint import load_training_state, rng_state, save_training_state
+from textcls.train.metrics import classification_metrics, is_better
+
+log = logging.getLogger("textcls")
+
+DEFAULT_WARMUP_RATIO = 0.06
+LOGGED_METRICS = ("loss", "accuracy", "macro_f1")
+
+
+# ------------------------------------------------------------------------------------------------- settings
+
+def check_train_config(tc: TrainConfig) -> None:
+    """Reject training settings that cannot work, before anything is loaded or written."""
+    def bad(flag: str, value, need: str) -> TextclsError:
+        return TextclsError(f"--{flag.replace('_', '-')} must be {need}, got {value}")
+
+    for name in ("epochs", "batch_size", "gradient_accumulation_steps", "logging_steps", "max_steps", "eval_steps",
+                 "save_steps", "save_total_limit", "eval_batch_size", "early_stopping_patience"):
+        value = getattr(tc, name)
+        if value is not None and value < 1:
+            raise bad(name, value, "at least 1")
+    for name in ("learning_rate", "weight_decay", "adam_epsilon", "num_workers"):
+        if getattr(tc, name) < 0:
+            raise bad(name, getattr(tc, name), "at least 0")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(tc, name) < 1:
+            raise bad(name, getattr(tc, name), "within [0, 1)")
+    if tc.max_grad_norm is not None and tc.max_grad_norm < 0:
+        raise bad("max_grad_norm", tc.max_grad_norm, "at least 0 (0: no clipping)")
+    if tc.warmup_steps is not None and tc.warmup_ratio is not None:
+        raise TextclsError(f"give --warmup-steps ({tc.warmup_steps}) or --warmup-ratio ({tc.warmup_ratio}), not both")
+    if tc.warmup_steps is not None and tc.warmup_steps < 0:
+        raise bad("warmup_steps", tc.warmup_steps, "at least 0")
+    if tc.warmup_ratio is not None and not 0 <= tc.warmup_ratio <= 1:
+        raise bad("warmup_ratio", tc.warmup_ratio, "within [0, 1]")
+    if tc.eval_strategy == "steps" and tc.eval_steps is None:
+        raise TextclsError("--eval-strategy steps needs --eval-steps N")
+    if tc.early_stopping_patience is not None and tc.eval_strategy == "no":
+        raise TextclsError("--early-stopping-patience needs evaluations: set --eval-strategy epoch or steps")
+
+
+def warmup_steps(tc: TrainConfig, total_steps: int) -> int:
+    """--warmup-steps as given (the practice's num_warmup_steps), else --warmup-ratio (default 0.06) of all steps."""
+    if tc.warmup_steps is not None:
+        return tc.warmup_steps
+    ratio = DEFAULT_WARMUP_RATIO if tc.warmup_ratio is None else tc.warmup_ratio
+    return math.ceil(ratio * total_steps)
+
+
+def adamw(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: biases and LayerNorm weights (the 1-D parameters) are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_epsilon)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    """"auto": bf16 on a GPU that has it, else fp32. bf16 autocast also runs on a CPU; fp16 needs a GPU."""
+    if choice == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    if choice == "fp16" and not torch.cuda.is_available():
+        raise TextclsError("--mixed-precision fp16 needs a GPU; use bf16 or no on a CPU")
+    return choice
+
+
+def no_gpu() -> bool:
+    """accelerate runs several processes on CPUs (gloo) only when told `cpu=True`: without it, processes that
+    torchrun starts on a machine without a GPU would each train alone."""
+    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
+
+
+def make_accelerator(tc: TrainConfig, run_dir: Path):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import DataLoaderConfiguration, is_tensorboard_available
+
+    if tc.tensorboard and not is_tensorboard_available():
+        raise TextclsError("--tensorboard needs the tensorboard package: pip install tensorboard (or install "
+                           "textcls[tensorboard]), or leave out --tensorboard")
+    # accelerate keeps one state per process and refuses a second precision; a second run in the same process (a
+    # sweep, a notebook) starts afresh. The distributed setup (PartialState) stays.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    return Accelerator(cpu=no_gpu(), mixed_precision=resolve_mixed_precision(tc.mixed_precision),
+                       gradient_accumulation_steps=tc.gradient_accumulation_steps,
+                       dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       log_with="tensorboard" if tc.tensorboard else None, project_dir=str(run_dir))
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy and torch (the same seed on every process: the same initial weights everywhere); in
+    deterministic mode also only deterministic kernels (slower on a GPU)."""
+    from accelerate.utils import set_seed
+    from transformers import enable_full_determinism
+
+    if deterministic:
+        enable_full_determinism(seed)
+    else:
+        set_seed(seed)
+        torch.use_deterministic_algorithms(False)  # an earlier deterministic run in this process may have set it
+
+
+# ------------------------------------------------------------------------------------------------- the recipe
+
+@dataclass
+class TrainState:
+    """Where the loop is and what it has counted; saved in every checkpoint (trainer_state.json)."""
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0  # the current epoch, from 0
+    batch_in_epoch: int = 0  # batches of the current epoch consumed
+    best_metric: Optional[float] = None
+    best_step: Optional[int] = None
+    evals_without_improvement: int = 0
+    train_seconds: float = 0.0  # time in the training loop, without evaluation and checkpointing
+    examples: int = 0
+    num_processes: int = 1
+    # The logging window since the last `train` record, so that a resumed run logs the same means.
+    window_loss: float = 0.0  # sum of the batch losses (mean over processes)
+    window_batches: int = 0
+    window_examples: int = 0
+    window_seconds: float = 0.0
+
+
+class Trainer:
+    """Fine-tunes a classifier as `cfg` says, keeping everything in `run_dir`."""
+
+    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
+        self.cfg, self.tc, self.run_dir, self.resume = cfg, cfg.train, Path(run_dir), resume
+
+    # ------------------------------------------------------------------------------------------------- setup
+    def setup(self) -> None:
+        """Build data, model, optimizer and schedule; then create (or reopen) the run directory. Everything that can
+        fail on bad input fails before a new run directory exists."""
+        from transformers import get_linear_schedule_with_warmup
+
+        from textcls.model import build_classifier
+        from textcls.train.data import prepare_training_data
+
+        tc = self.tc
+        check_train_config(tc)
+        acc = self.accelerator = make_accelerator(tc, self.run_dir)
+        with acc.main_process_first():  # the main process tokenizes; the others then find the cache
+            self.data = prepare_training_data(self.cfg)
+        self.label_names = self.data.label_names
+        seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
+        model, _ = build_classifier(self.cfg.model, self.label_names, max_length=self.cfg.tokenize.max_length)
+        self.data.pad_to_multiple_of = model.encoder.pad_to_multiple_of
+
+        P = acc.num_processes
+        train_loader = self.data.train_loader(tc.batch_size * P, seed=tc.seed, group_by_length=tc.group_by_length)
+        if len(train_loader) == 0:
+            raise TextclsError(f"the training split of {self.cfg.data.data!r} is empty")
+        self.train_sampler = train_loader.batch_sampler  # set_epoch goes here (see _epoch_batches)
+        self.eval_loaders = self._eval_loaders((tc.eval_batch_size or 2 * tc.batch_size) * P)
+        self.optimizer = adamw(model, tc)
+        self.model, self.optimizer, self.train_loader = acc.prepare(model, self.optimizer, train_loader)
+
+        # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would step it once per
+        # process, which changes the schedule with the process count.
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / tc.gradient_accumulation_steps)
+        self.total_steps = tc.max_steps or tc.epochs * self.steps_per_epoch
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup_steps(tc, self.total_steps),
+                                                         self.total_steps)
+        self.state = TrainState(num_processes=P)
+        self.metrics_log = rundir.MetricsLog(self.run_dir / rundir.METRICS)
+        acc.wait_for_everyone()  # every process has checked the run dir (train()) before it is written
+        if self.resume:
+            self._load_last_checkpoint()
+        elif acc.is_main_process:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.cfg.save(self.run_dir / rundir.CONFIG)
+            self.metrics_log.path.touch()
+        acc.wait_for_everyone()
+        if tc.tensorboard:
+            acc.init_trackers("tensorboard")
+
+    def _eval_loaders(self, batch_size: int) -> dict:
+        """Loaders of the labelled splits that are evaluated: validation (during training) and --eval-splits."""
+        tc, labelled = self.tc, self.data.labelled_splits()
+        if tc.eval_strategy != "no" and "validation" not in labelled:
+            raise TextclsError(f"{self.cfg.data.data!r} has no labelled validation split to evaluate on; set "
+                               f"--validation-fraction above 0 to carve one from train, or --eval-strategy no")
+        missing = [s for s in tc.eval_splits if s not in labelled]
+        if missing:
+            log.warning("--eval-splits: %s not among the labelled splits (%s); not evaluated", ", ".join(missing),
+                        ", ".join(labelled))
+        wanted = [s for s in labelled if s in tc.eval_splits or (s == "validation" and tc.eval_strategy != "no")]
+        return {s: self.accelerator.prepare(self.data.eval_loader(s, batch_size)) for s in wanted}
+
+    def _load_last_checkpoint(self) -> None:
+        acc, st = self.accelerator, self.state
+        found = rundir.checkpoints(self.run_dir)
+        if found:
+            step, folder = found[-1]
+            saved = load_training_state(folder, acc.unwrap_model(self.model), self.optimizer, rank=acc.process_index)
+            if saved["num_processes"] != st.num_processes:
+                raise TextclsError(f"{self.run_dir} was trained on {saved['num_processes']} processes; resume it on "
+                                   f"as many (--batch-size is per process, so the batches would change)")
+            self.scheduler.load_state_dict(saved.pop("scheduler"))
+            self.state = TrainState(**saved)
+            log.info("resume: continuing from %s (step %d; epoch %d, batch %d)", folder, step, self.state.epoch + 1,
+                     self.state.batch_in_epoch)
+        else:
+            log.info("resume: %s has no checkpoint yet; starting from the beginning", self.run_dir)
+        if acc.is_main_process:
+            self.metrics_log.truncate_after(self.state.step)
+            rundir.remove_partial_checkpoints(self.run_dir)
+
+    # ------------------------------------------------------------------------------------------------- train
+    def train(self) -> dict:
+        """Run the training loop to the end (or early stop) and return the summary."""
+        from tqdm.auto import tqdm
+
+        acc, tc, st = self.accelerator, self.tc, self.state
+        bar = tqdm(total=self.total_steps, initial=st.step, desc="training", unit="step", dynamic_ncols=True,
+                   disable=not acc.is_local_main_process or not log.isEnabledFor(logging.INFO))
+        # (,) on the device: summing there saves a host sync per batch
+        self.window_loss = torch.tensor(st.window_loss, dtype=torch.float32, device=acc.device)
+        stop = st.step >= self.total_steps
+        while not stop:
+            self.model.train()
+            clock = time.perf_counter()
+            for batch in self._epoch_batches():
+                with acc.accumulate(self.model):
+                    loss = self.model(**batch).loss
+                    acc.backward(loss)
+                    self.window_loss += loss.detach()
+                    if acc.sync_gradients:
+                        self._check_finite()  # before the optimizer step: a NaN never reaches the weights
+                        grad_norm = acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm or math.inf)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                st.batch_in_epoch += 1
+                st.window_batches += 1
+                st.window_examples += batch["input_ids"].shape[0] * acc.num_processes
+                if not acc.sync_gradients:
+                    continue
+                lr = self.scheduler.get_last_lr()[0]  # the rate this step used
+                if not acc.optimizer_step_was_skipped:  # fp16 skips steps with overflowed gradients
+                    self.scheduler.step()
+                st.step += 1
+                bar.update(1)
+                end_of_epoch = st.batch_in_epoch == len(self.train_loader)
+                if end_of_epoch:
+                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+                st.window_seconds += time.perf_counter() - clock
+                stop = st.step >= self.total_steps
+                if st.step % tc.logging_steps == 0 or stop:
+                    self._log_train(lr, grad_norm, bar)
+                evaluate = tc.eval_strategy != "no" and (stop or (tc.eval_strategy == "epoch" and end_of_epoch) or
+                                                        (tc.eval_strategy == "steps" and st.step % tc.eval_steps == 0))
+                if evaluate:
+                    stop = self._evaluate_and_track() or stop
+                if evaluate or stop or (tc.save_steps and st.step % tc.save_steps == 0):
+                    self.save_checkpoint()
+                if stop:
+                    break
+                clock = time.perf_counter()  # evaluating and checkpointing are not training time
+        bar.close()
+        return self.finish()
+
+    def _epoch_batches(self):
+        """The training batches of epoch `state.epoch` from batch `state.batch_in_epoch` on (a resumed run starts
+        mid-epoch). The order is a function of (seed, epoch). The epoch is set on our sampler itself, because
+        accelerate's wrappers (BatchSamplerShard with several processes, SkipBatchSampler when skipping) do not pass
+        set_epoch on; and on the loader, whose iteration begins with set_epoch(its own count of iterations)."""
+        st = self.state
+        self.train_sampler.set_epoch(st.epoch)
+        loader = self.accelerator.skip_first_batches(self.train_loader, st.batch_in_epoch) if st.batch_in_epoch \
+            else self.train_loader
+        loader.set_epoch(st.epoch)
+        return loader
+
+    def _check_finite(self) -> None:
+        """Stop when a loss since the last log is NaN/inf. The window's sum is summed over processes, so all stop."""
+        acc, st = self.accelerator, self.state
+        total = acc.reduce(self.window_loss, "sum") if acc.num_processes > 1 else self.window_loss
+        if torch.isfinite(total):
+            return
+        last = rundir.checkpoints(self.run_dir)
+        kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written yet"
+        raise TextclsError(f"the training loss became {total.item()} at step {st.step + 1} (epoch {st.epoch + 1}); "
+                           f"the run stopped before that step changed the weights, and {kept}. Start again with a "
+                           f"lower --learning-rate, clipping (--max-grad-norm), or --mixed-precision no")
+
+    def _log_train(self, lr: float, grad_norm: torch.Tensor, bar) -> None:
+        acc, st = self.accelerator, self.state
+        mean_loss = acc.reduce(self.window_loss, "mean").item() / st.window_batches
+        record = {"kind": "train", "step": st.step, "epoch": self._epochs_done(), "loss": mean_loss, "lr": lr,
+                  "grad_norm": float(grad_norm), "examples_per_s": st.window_examples / st.window_seconds}
+        self._log(record)
+        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{record['examples_per_s']:.0f}")
+        st.train_seconds += st.window_seconds
+        st.examples += st.window_examples
+        self.window_loss.zero_()
+        st.window_batches = st.window_examples = 0
+        st.window_seconds = 0.0
+
+    def _epochs_done(self) -> float:
+        return round(self.state.epoch + self.state.batch_in_epoch / len(self.train_loader), 4)
+
+    def _log(self, record: dict) -> None:
+        if self.accelerator.is_main_process:
+            self.metrics_log.write(record)
+            if self.tc.tensorboard:
+                self.accelerator.log({f"{record['kind']}/{k}": v for k, v in record.items()
+                                      if isinstance(v, (int, float)) and k != "step"}, step=record["step"])
+
+    # ------------------------------------------------------------------------------------------------- evaluate
+    def evaluate(self, split: str) -> dict:
+        """Metrics of the current model on a labelled split; every process gets the same numbers."""
+        return evaluate_loader(self.accelerator, self.model, self.eval_loaders[split], self.label_names)
+
+    def _evaluate_and_track(self) -> bool:
+        """Evaluate on validation, track the best; True when early stopping says stop."""
+        st, tc = self.state, self.tc
+        metrics = self.evaluate("validation")
+        self.model.train()
+        improved = is_better(tc.metric_for_best, metrics[tc.metric_for_best], st.best_metric)
+        if improved:
+            st.best_metric, st.best_step, st.evals_without_improvement = metrics[tc.metric_for_best], st.step, 0
+        else:
+            st.evals_without_improvement += 1
+        self._log({"kind": "eval", "split": "validation", "step": st.step, "epoch": self._epochs_done(),
+                   **{k: metrics[k] for k in LOGGED_METRICS}, "best": improved})
+        log.info("step %d: validation %s", st.step, ", ".join(f"{k} {metrics[k]:.4f}" for k in LOGGED_METRICS))
+        patience = tc.early_stopping_patience
+        if patience is not None and st.evals_without_improvement >= patience:
+            log.info("early stopping: no better validation %s in %d evaluations", tc.metric_for_best, patience)
+            return True
+        return False
+
+    # ------------------------------------------------------------------------------------------------- save
+    def save_checkpoint(self) -> Path:
+        """Write the training state into checkpoints/step-N: a temp folder renamed into place, so a kill or a full
+        disk leaves the earlier checkpoints as they were; then the oldest beyond --save-total-limit go (never the
+        best)."""
+        from accelerate.utils import gather_object
+
+        from textcls.io import atomic_dir
+
+        acc, st = self.accelerator, self.state
+        st.window_loss = acc.reduce(self.window_loss, "mean").item()
+        rng = gather_object([rng_state()])  # every process's RNG states, in rank order; the main process writes
+        final = rundir.checkpoint_dir(self.run_dir, st.step)
+        if acc.is_main_process:
+            trainer_state = {**dataclasses.asdict(st), "scheduler": self.scheduler.state_dict()}
+            try:
+                with atomic_dir(final) as tmp:
+                    save_training_state(tmp, acc.unwrap_model(self.model), self.optimizer, trainer_state, rng)
+            except TextclsError as e:
+                raise TextclsError(f"checkpoint at step {st.step}: {e}. Free some space, then continue the run with "
+                                   f"--resume {self.run_dir}") from None
+            best = rundir.checkpoint_dir(self.run_dir, st.best_step) if st.best_step is not None else None
+            rundir.prune_checkpoints(self.run_dir, self.tc.save_total_limit, keep=[final, best])
+        acc.wait_for_everyone()
+        return final
+
+    def finish(self) -> dict:
+        """Load the best weights if asked, export the model, evaluate the final splits, plot, and summarise."""
+        from safetensors.torch import load_model
+
+        from textcls.model import save_classifier
+        from textcls.train.plots import plot_run
+
+        acc, tc, st = self.accelerator, self.tc, self.state
+        st.train_seconds += st.window_seconds  # the steps since the last log
+        st.examples += st.window_examples
+        model = acc.unwrap_model(self.model)
+        weights = "last"
+        if tc.load_best_at_end and st.best_step is not None and st.best_step != st.step:
+            load_model(model, str(rundir.checkpoint_dir(self.run_dir, st.best_step) / "model.safetensors"))
+            weights = f"best (step {st.best_step})"
+        results = {s: self.evaluate(s) for s in tc.eval_splits if s in self.eval_loaders}
+        summary = {"run_dir": str(self.run_dir), "steps": st.step, "epochs": self._epochs_done(),
+                   "train_seconds": round(st.train_seconds, 2),
+                   "train_examples_per_s": round(st.examples / st.train_seconds, 2) if st.train_seconds else None,
+                   "best_validation": {tc.metric_for_best: st.best_metric, "step": st.best_step}, "weights": weights,
+                   "model_dir": str(self.run_dir / rundir.MODEL),
+                   "final": {s: {k: m[k] for k in LOGGED_METRICS} for s, m in results.items()}, "metrics": results}
+        if acc.is_main_process:
+            save_classifier(model, self.run_dir / rundir.MODEL, tokenizer=self.data.tokenizer,
+                            label_names=self.label_names, tokenize_cfg=self.cfg.tokenize)
+            for split, m in results.items():
+                self._log({"kind": "final", "split": split, "step": st.step, **{k: m[k] for k in LOGGED_METRICS}})
+            summary["plots"] = [str(p) for p in plot_run(self.metrics_log.read(), self.run_dir / "plots")]
+            rundir.write_summary(self.run_dir, summary)
+        if tc.tensorboard:
+            acc.end_training()
+        acc.wait_for_everyone()
+        return summary
+
+
+@torch.no_grad()
+def evaluate_loader(accelerator, model, loader, label_names: list[str]) -> dict:
+    """Run `model` over `loader` and compute the metrics on the gathered logits (padding duplicates dropped)."""
+    model.eval()
+    all_logits, all_labels = [], []
+    start = time.perf_counter()
+    for batch in loader:
+        labels = batch.pop("labels")
+        logits = model(**batch).logits
+        logits, labels = accelerator.gather_for_metrics((logits.float(), labels))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    seconds = time.perf_counter() - start
+    metrics = classification_metrics(torch.cat(all_logits), torch.cat(all_labels), label_names)
+    metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
+    return metrics
+
+
+def train(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:
+    """Fine-tune as `cfg` says into a new run directory (`output`, else cfg.train.output, else runs/<time>-<name>);
+    with `resume`, continue the run in that directory from its last checkpoint (its config must be `cfg`)."""
+    if resume is not None:
+        run_dir = Path(resume)
+        rundir.check_resumable(run_dir, cfg)
+    else:
+        run_dir = Path(output or cfg.train.output or _same_on_every_process(rundir.default_run_dir(cfg)))
+        rundir.check_new_run_dir(run_dir)
+    trainer = Trainer(cfg, run_dir, resume=resume is not None)
+    trainer.setup()
+    return trainer.train()
+
+
+def _same_on_every_process(path: Path) -> Path:
+    """The main process's value: a timestamped name may differ by a second between processes."""
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    if PartialState(cpu=no_gpu()).num_processes == 1:
+        return path
+    return broadcast_object_list([path])[0]

@@ -1,0 +1,188 @@
+"""`textcls train`: the run directory, the schedule, clipping, accumulation, evaluation, keep-best, early stopping,
+mixed precision. Small real IMDB subsets on a tiny random BERT (see train_utils)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_utils import (model_weights, read_jsonl, run, run_ok, tiny_model, token_cache,  # noqa: F401 (fixtures)
+                         train_argv)
+
+from textcls.config import ModelConfig, RunConfig, TrainConfig
+from textcls.train.loop import Trainer, adamw
+
+
+def test_run_dir_schedule_and_clipping(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+    """Everything a run leaves behind; the practice's num_warmup_steps=1 schedule; gradients clipped to the flag."""
+    clips = []  # (max_norm, norm before, norm after) of every clip
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        parameters = list(parameters)
+        before = clip(parameters, max_norm, *args, **kwargs)
+        clips.append((max_norm, float(before), float(torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None])))))
+        return before
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    out = tmp_path / "run"
+    summary = run_ok(train_argv(imdb_dir, tiny_model, token_cache, out, "--epochs", "2", "--warmup-steps", "1",
+                                "--learning-rate", "1e-3", "--max-grad-norm", "0.5", "--logging-steps", "1",
+                                "--save-total-limit", "1"), capsys)
+    assert summary["steps"] == 16 and summary["epochs"] == 2
+    assert summary["final"]["test"].keys() == {"loss", "accuracy", "macro_f1"}
+    assert summary["metrics"]["test"]["examples"] == 32
+
+    records = read_jsonl(out / "metrics.jsonl")
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == list(range(1, 17))
+    # transformers' linear schedule with num_warmup_steps=1 over 16 steps: step s uses peak * (17 - s) / 15, but the
+    # first step, still warming up, uses 0 (the practice's setting, reproduced)
+    assert [r["lr"] for r in train] == pytest.approx([0.0] + [1e-3 * (17 - s) / 15 for s in range(2, 17)])
+    assert all(r["loss"] > 0 and r["examples_per_s"] > 0 and r["grad_norm"] > 0 for r in train)
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [(r["step"], r["epoch"]) for r in evals] == [(8, 1), (16, 2)]
+    assert [r["split"] for r in records if r["kind"] == "final"] == ["test"]
+
+    assert len(clips) == 16 and all(max_norm == 0.5 for max_norm, _, _ in clips)
+    assert all(after <= 0.5 + 1e-5 for _, _, after in clips)
+    assert [r["grad_norm"] for r in train] == pytest.approx([before for _, before, _ in clips])  # logged unclipped
+
+    # --save-total-limit 1 keeps the last checkpoint, and the best one if that is another
+    best = summary["best_validation"]["step"]
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == sorted({f"step-{16:07d}", f"step-{best:07d}"})
+    state = json.loads((out / "checkpoints" / f"step-{16:07d}" / "trainer_state.json").read_text())
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (16, 2, 0)
+
+    saved = RunConfig.load(out / "config.json")  # reloadable, the resolved settings
+    assert saved.train.learning_rate == 1e-3 and saved.train.warmup_steps == 1 and saved.tokenize.max_length == 64
+
+    for name in ("loss", "lr", "eval"):
+        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    hf = AutoModelForSequenceClassification.from_pretrained(out / "model")
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    assert hf.config.num_labels == 2 and hf.config.hidden_size == 32
+    assert hf(**tok(["a fine film"], return_tensors="pt")).logits.shape == (1, 2)
+
+
+def test_adamw_decays_matrices_only(tiny_model):
+    from textcls.model import build_classifier
+
+    model, _ = build_classifier(ModelConfig(model=str(tiny_model), init="random"), ["neg", "pos"], max_length=64)
+    opt = adamw(model, TrainConfig(weight_decay=0.05))
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    plain = {names[id(p)] for g in opt.param_groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    assert decayed | plain == set(names.values()) and not decayed & plain
+    assert plain and all(n.endswith(".bias") or "ln." in n for n in plain)
+    assert "encoder.embeddings.word.weight" in decayed and "classifier.weight" in decayed
+    assert "encoder.blocks.0.attn_ln.weight" in plain and "encoder.embeddings.ln.weight" in plain
+
+
+def test_accumulation_equals_one_larger_batch(imdb_dir, tiny_model, token_cache, tmp_path, capsys):
+    """2 batches of 4 accumulated = 1 batch of 8: the same examples (no length grouping), the same mean loss."""
+    common = ("--max-steps", "4", "--eval-strategy", "no", "--hidden-dropout", "0", "--no-group-by-length",
+              "--logging-steps", "1", "--learning-rate", "1e-3")
+    run_ok(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "big", *common), capsys)
+    argv = train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "acc", *common, "--gradient-accumulation-steps", "2")
+    argv[argv.index("--batch-size") + 1] = "4"
+    run_ok(argv, capsys)
+
+    big, acc = (model_weights(tmp_path / name / "checkpoints" / f"step-{4:07d}") for name in ("big", "acc"))
+    assert big.keys() == acc.keys()
+    for name in big:
+        torch.testing.assert_close(acc[name], big[name], rtol=1e-4, atol=2e-5, msg=name)
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / name / "metrics.jsonl") if r["kind"] == "train"]
+              for name in ("big", "acc")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+def test_eval_steps_keep_best_and_early_stopping(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+    """Validation accuracy scripted as 0.5, 0.7, 0.6, 0.7: the best is step 2 (a tie is no improvement), patience 2
+    stops at step 4, --save-total-limit 1 still keeps step 2, and the exported model holds step 2's weights."""
+    scripted = iter([0.5, 0.7, 0.6, 0.7])
+    evaluate = Trainer.evaluate
+
+    def fake_validation(self, split):
+        metrics = evaluate(self, split)
+        return {**metrics, "accuracy": next(scripted)} if split == "validation" else metrics
+
+    monkeypatch.setattr(Trainer, "evaluate", fake_validation)
+    out = tmp_path / "run"
+    summary = run_ok(train_argv(imdb_dir, tiny_model, token_cache, out, "--max-steps", "10", "--eval-strategy",
+                                "steps", "--eval-steps", "1", "--early-stopping-patience", "2", "--save-total-limit",
+                                "1", "--learning-rate", "1e-3"), capsys)
+    assert summary["steps"] == 4
+    assert summary["best_validation"] == {"accuracy": 0.7, "step": 2} and summary["weights"] == "best (step 2)"
+    evals = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "eval"]
+    assert [(r["step"], r["accuracy"], r["best"]) for r in evals] == [(1, 0.5, True), (2, 0.7, True),
+                                                                      (3, 0.6, False), (4, 0.7, False)]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{2:07d}", f"step-{4:07d}"]
+
+    from textcls.model import load_classifier
+    exported = load_classifier(out / "model")[0].state_dict()
+    best, last = (model_weights(out / "checkpoints" / f"step-{s:07d}") for s in (2, 4))
+    assert all(torch.equal(exported[k], best[k]) for k in best)
+    assert not all(torch.equal(best[k], last[k]) for k in best)
+
+
+def test_bf16_autocast_on_cpu(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+    import textcls.model
+
+    dtypes = set()
+    build = textcls.model.build_classifier
+
+    def build_and_watch(*args, **kwargs):
+        model, report = build(*args, **kwargs)
+        model.classifier.register_forward_hook(lambda mod, inp, out: dtypes.add(out.dtype))
+        return model, report
+
+    monkeypatch.setattr(textcls.model, "build_classifier", build_and_watch)
+    out = tmp_path / "run"
+    run_ok(train_argv(imdb_dir, tiny_model, token_cache, out, "--max-steps", "2", "--mixed-precision", "bf16",
+                      "--logging-steps", "1"), capsys)
+    assert dtypes == {torch.bfloat16}  # training and evaluation ran under autocast
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in read_jsonl(out / "metrics.jsonl") if "loss" in r)
+    assert load_file(str(out / "checkpoints" / f"step-{2:07d}" / "model.safetensors"))["classifier.weight"].dtype \
+        == torch.float32  # the weights stay fp32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused on CPU-only machines")
+def test_fp16_needs_a_gpu(imdb_dir, tiny_model, token_cache, tmp_path, capsys):
+    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "run", "--mixed-precision", "fp16"), capsys)
+    assert rc == 2 and "--mixed-precision fp16 needs a GPU" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_without_the_package(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+    import accelerate.utils
+
+    monkeypatch.setattr(accelerate.utils, "is_tensorboard_available", lambda: False)
+    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "run", "--tensorboard"), capsys)
+    assert rc == 2 and "--tensorboard needs the tensorboard package: pip install tensorboard" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_help_is_grouped_with_defaults(capsys):
+    from textcls.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: textcls train --data SPEC")
+    groups = ["data options", "tokenize options", "model options", "schedule", "optimization",
+              "evaluation and checkpoints", "run and logging"]
+    assert [text.index(f"\n{g}") for g in groups] == sorted(text.index(f"\n{g}") for g in groups)
+    for flag, default in [("--epochs N", "(default: 3)"), ("--learning-rate LR", "(default: 0.0001)"),
+                          ("--group-by-length, --no-group-by-length", "(default: on)"),
+                          ("--deterministic, --no-deterministic", "(default: off)")]:
+        line = text[text.index(flag):]
+        assert default in " ".join(line[:line.index("\n  --", 1)].split()), flag
+    assert "examples:" in text and "--resume" in text
