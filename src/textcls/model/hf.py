@@ -66,8 +66,11 @@ def encoder_config_from_hf(hf: dict, source: str) -> EncoderConfig:
 
 
 def hf_label_names(hf: dict) -> Optional[list[str]]:
-    """The label names of a config.json's id2label, in id order; None when it has none."""
+    """The label names of a config.json's id2label, in id order; None when it has none. transformers writes no
+    id2label for its default labels: a sequence classifier without one has LABEL_0 .. LABEL_{num_labels-1}."""
     id2label = {int(i): str(n) for i, n in hf.get("id2label", {}).items()}
+    if not id2label and any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []):
+        return [f"LABEL_{i}" for i in range(hf.get("num_labels", 2))]
     return [id2label[i] for i in sorted(id2label)] or None
 
 

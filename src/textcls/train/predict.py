@@ -66,18 +66,6 @@ def model_folder(path: Path) -> Path:
     return path
 
 
-def _saved_label_names(folder: Path) -> Optional[list[str]]:
-    """The labels as transformers reads them from config.json: it writes no id2label for its default two labels,
-    which then read back as LABEL_0, LABEL_1."""
-    from transformers import AutoConfig
-
-    try:
-        id2label = AutoConfig.from_pretrained(folder).id2label
-    except (OSError, ValueError):  # not a transformers folder: load_classifier says what is wrong with it
-        return None
-    return [id2label[i] for i in sorted(id2label)]
-
-
 def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[torch.device] = None) -> TrainedModel:
     """A classifier folder (a textcls run or its exported model, or a transformers BERT classifier) ready for
     inference, with its own tokenizer unless `tokenizer` names another (for a folder saved without one)."""
@@ -89,7 +77,7 @@ def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[t
     if tokenizer is None and not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
         raise TextclsError(f"model folder {str(folder)!r} holds no tokenizer (tokenizer.json or vocab.txt); give the "
                            f"one it was trained with, e.g. --tokenizer minilm-l6 (the bert-* presets' vocabulary)")
-    model, label_names, _ = load_classifier(folder, label_names=_saved_label_names(folder))
+    model, label_names, _ = load_classifier(folder)
     saved = read_json(folder / TEXTCLS_JSON).get("tokenize") if (folder / TEXTCLS_JSON).is_file() else None
     if saved:
         tokenize_cfg = section_from_dict(TokenizeConfig, saved, "tokenize")
