@@ -135,6 +135,8 @@ def test_masked_lm_head_matches_transformers():
     labels[:, 3] = ids[:, 3]
     with torch.no_grad():
         a, b = ours(ids, mask, labels=labels), reference(input_ids=ids, attention_mask=mask, labels=labels)
+        full = ours(ids, mask).logits  # without labels: every position
     real = mask.bool()
-    assert (a.logits - b.logits)[real].abs().max() <= TOL
+    assert (full - b.logits)[real].abs().max() <= TOL
+    assert (a.logits - b.logits[labels != -100]).abs().max() <= TOL  # with labels: the labelled positions only
     assert abs(a.loss - b.loss) <= TOL

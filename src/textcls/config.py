@@ -137,8 +137,18 @@ class TrainConfig:
     num_workers: int = opt(0, "DataLoader worker processes", metavar="N", group="run and logging")
 
 
+@dataclass
+class PretrainConfig:
+    """Masked-LM pretraining (`textcls pretrain`): what TrainConfig has no setting for."""
+    mlm_probability: float = opt(0.15, "share of the tokens to predict; of those, 8 in 10 become [MASK], 1 in 10 a "
+                                       "random token, 1 in 10 stay as they are (BERT's recipe)", metavar="X")
+    splits: Optional[list[str]] = opt(None, "splits whose texts are pretrained on, labels ignored (default: every "
+                                            "split but validation, which measures the MLM loss, and test)",
+                                      metavar="SPLIT")
+
+
 SECTIONS: dict[str, type] = {"data": DataConfig, "tokenize": TokenizeConfig, "model": ModelConfig,
-                             "train": TrainConfig}
+                             "train": TrainConfig, "pretrain": PretrainConfig}
 
 
 # --------------------------------------------------------------------------------------------- value checking
@@ -214,7 +224,7 @@ def section_from_dict(cls: type, values: dict, section: str = "", base: Any = No
 
 @dataclass
 class RunConfig:
-    """Every setting of one run, by section (data, tokenize, model, train)."""
+    """Every setting of one run, by section (data, tokenize, model, train, pretrain)."""
     sections: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -233,7 +243,7 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict, base: "RunConfig | None" = None) -> "RunConfig":
         if not isinstance(values, dict):
-            raise TextclsError("a config must be a mapping of sections (data, tokenize, model, train) to settings")
+            raise TextclsError(f"a config must be a mapping of sections ({', '.join(SECTIONS)}) to settings")
         out = RunConfig({k: dataclasses.replace(v) for k, v in base.sections.items()}) if base else RunConfig()
         for name, sub in values.items():
             if name not in SECTIONS:
@@ -333,6 +343,8 @@ def add_arguments(parser: argparse.ArgumentParser, *section_names: str, exclude:
                     kw["choices"] = f.metadata["choices"]
                 if f.metadata.get("metavar"):
                     kw["metavar"] = f.metadata["metavar"]
+                elif not f.metadata.get("choices"):  # short placeholders keep --help readable
+                    kw["metavar"] = {int: "N", float: "X"}.get(base, "NAME")
             group.add_argument(flag_name(f.name), **kw)
 
 

@@ -1,9 +1,10 @@
-"""`textcls train | evaluate | predict | sweep`."""
+"""`textcls train | pretrain | evaluate | predict | sweep`."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 from textcls.cli.output import add_json_flag, emit, table
@@ -18,6 +19,16 @@ TRAIN_EXAMPLES = """examples:
   torchrun --standalone --nproc-per-node 2 -m textcls train ...     # DDP: 2 processes (GPUs, or CPUs with gloo)
   accelerate launch --multi_gpu --num_processes 2 -m textcls train ...  # the same through accelerate
 """
+PRETRAIN_SECTIONS = TRAIN_SECTIONS + ("pretrain",)
+# Classifier settings that mean nothing to a masked LM, and pretrain.FIXED_TRAIN_SETTINGS (not imported here: it
+# brings torch, and --help stays fast).
+PRETRAIN_EXCLUDED = ("pooling", "reinit_head", "metric_for_best", "eval_splits")
+PRETRAIN_EXAMPLES = """examples:
+  textcls pretrain --data ../shared/data/imdb --model bert-tiny --init random --tokenizer minilm-l6 \
+      --max-length 256 --epochs 3 --output runs/imdb-mlm        # train + unsupervised texts; validation: MLM loss
+  textcls train --data ../shared/data/imdb --model runs/imdb-mlm/model --output runs/imdb-cls   # then fine-tune
+  textcls pretrain --resume runs/imdb-mlm                     # after a crash or a kill: from the last checkpoint
+"""
 
 
 def register(sub) -> None:
@@ -26,13 +37,19 @@ def register(sub) -> None:
                        description="Fine-tune a classifier (AdamW, linear warmup then decay) and evaluate it on the\n"
                                    "test split. Every setting is a flag below or a key of --config FILE.",
                        epilog=TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", metavar="FILE", help="a run config (JSON or YAML, e.g. a run's config.json); flags "
-                                                    "given on the command line override it")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, with "
-                                                       "the run's own settings")
-    add_json_flag(p)
-    add_arguments(p, *TRAIN_SECTIONS)
+    _add_run_arguments(p, TRAIN_SECTIONS)
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("pretrain", help="masked-LM pretraining of an encoder on a dataset's texts",
+                       usage="textcls pretrain --data SPEC [--model M] [--splits SPLIT ...] [--config FILE] "
+                             "[--resume RUN_DIR] [options]",
+                       description="Pretrain an encoder with BERT's masked-LM objective on the texts of --splits\n"
+                                   "(default: all but validation and test; labels ignored), measuring the MLM loss\n"
+                                   "on validation. RUN/model is a transformers BertForMaskedLM folder: fine-tune it\n"
+                                   "with `textcls train --model RUN/model`.",
+                       epilog=PRETRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(p, PRETRAIN_SECTIONS, exclude=PRETRAIN_EXCLUDED)
+    p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled split",
                        description="Accuracy, macro-F1, per-class precision and recall, confusion matrix, loss and "
@@ -82,6 +99,16 @@ def register(sub) -> None:
     p.set_defaults(func=_sweep)
 
 
+def _add_run_arguments(p: argparse.ArgumentParser, sections: tuple[str, ...], exclude: tuple[str, ...] = ()) -> None:
+    """The flags of a command that makes a run directory: --config, --resume, --json and the settings."""
+    p.add_argument("--config", metavar="FILE", help="a run config (JSON or YAML, e.g. a run's config.json); flags "
+                                                    "given on the command line override it")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint, with "
+                                                       "the run's own settings")
+    add_json_flag(p)
+    add_arguments(p, *sections, exclude=exclude)
+
+
 def _train_config(args: argparse.Namespace):
     cfg = config_from_args(args)
     if not cfg.data.data:
@@ -91,9 +118,20 @@ def _train_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from textcls.train.loop import train
+    return _run_training(args, train, _describe_summary)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from textcls.train.pretrain import pretrain
+    return _run_training(args, pretrain, _describe_pretraining)
+
+
+def _run_training(args: argparse.Namespace, run, describe) -> int:
+    """`run(cfg, resume=None)` (train or pretrain) on the flags, or on a run's own config with --resume."""
     from accelerate import PartialState
 
-    from textcls.train.loop import no_gpu, train
+    from textcls.train.loop import no_gpu
     from textcls.train.rundir import load_run_config
 
     processes = PartialState(cpu=no_gpu())  # under torchrun or accelerate launch: one of several
@@ -103,11 +141,11 @@ def _train(args: argparse.Namespace) -> int:
         # The run's own config is the base: `textcls train --resume RUN` needs nothing else.
         base = load_run_config(Path(args.resume)) if not args.config else None
         cfg = config_from_args(args, base=base)
-        summary = train(cfg, resume=Path(args.resume))
+        summary = run(cfg, resume=Path(args.resume))
     else:
-        summary = train(_train_config(args))
+        summary = run(_train_config(args))
     if processes.is_main_process:
-        emit(summary, args.json, _describe_summary)
+        emit(summary, args.json, describe)
     return 0
 
 
@@ -116,6 +154,16 @@ def _describe_summary(s: dict) -> str:
              f"model: {s['model_dir']}"]
     for split, m in s["final"].items():
         lines.append(f"{split} accuracy: {m['accuracy']:.4f}  macro-F1: {m['macro_f1']:.4f}  loss: {m['loss']:.4f}")
+    return "\n".join(lines)
+
+
+def _describe_pretraining(s: dict) -> str:
+    best = s["best_validation"]
+    lines = [f"run: {s['run_dir']}  ({s['steps']} steps, {s['train_seconds']:.0f} s of training)",
+             f"masked LM: {s['model_dir']}  (fine-tune it: textcls train --model {s['model_dir']} ...)"]
+    if best["loss"] is not None:
+        lines.append(f"best validation MLM loss: {best['loss']:.4f} (perplexity {math.exp(best['loss']):.1f}) at "
+                     f"step {best['step']}; exported: {s['weights']} weights")
     return "\n".join(lines)
 
 

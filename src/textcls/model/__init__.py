@@ -5,7 +5,8 @@ from textcls.model.attention import (Attention, AttentionConfig, attention_class
 from textcls.model.build import (ModelSource, build_classifier, build_masked_lm, describe_model, encoder_config,
                                  find_model, load_classifier)
 from textcls.model.encoder import BertClassifier, BertMaskedLM, Encoder, EncoderConfig, ModelOutput
-from textcls.model.hf import LoadReport, hf_state_dict, load_hf_state, read_state_dict, save_classifier
+from textcls.model.hf import (LoadReport, hf_state_dict, load_hf_state, read_state_dict, save_classifier,
+                              save_masked_lm)
 
 __all__ = [
     "Attention", "AttentionConfig", "attention_class", "attention_names", "build_attention",
@@ -13,5 +14,5 @@ __all__ = [
     "ModelSource", "build_classifier", "build_masked_lm", "describe_model", "encoder_config", "find_model",
     "load_classifier",
     "BertClassifier", "BertMaskedLM", "Encoder", "EncoderConfig", "ModelOutput",
-    "LoadReport", "hf_state_dict", "load_hf_state", "read_state_dict", "save_classifier",
+    "LoadReport", "hf_state_dict", "load_hf_state", "read_state_dict", "save_classifier", "save_masked_lm",
 ]

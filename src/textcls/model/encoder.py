@@ -41,7 +41,7 @@ class EncoderConfig:
 
 @dataclass
 class ModelOutput:
-    logits: torch.Tensor  # (B, num_labels) for the classifier, (B, T, V) for the masked LM
+    logits: torch.Tensor  # (B, num_labels) for the classifier, (B, T, V) for the masked LM ((M, V) with labels)
     loss: Optional[torch.Tensor] = None  # when labels are given
 
 
@@ -175,7 +175,11 @@ class BertClassifier(nn.Module):
 
 class BertMaskedLM(nn.Module):
     """Masked language modelling, as BERT was pretrained: dense + GELU + LayerNorm, then the word embedding matrix
-    (tied) plus a bias, to logits over the vocabulary. Labels are token ids, -100 where nothing is predicted."""
+    (tied) plus a bias, to logits over the vocabulary. Labels are token ids, -100 where nothing is predicted.
+
+    With labels, only the labelled positions go through the head, and `logits` holds just their rows, (M, V) in
+    the order of `logits_without_labels[labels != -100]`: the vocabulary projection is most of a small model's
+    compute, and 85% of the positions have nothing to predict (ModernBERT's sparse prediction)."""
 
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -188,9 +192,15 @@ class BertMaskedLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
                 token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> ModelOutput:
         h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, C)
-        h = self.transform_ln(F.gelu(self.transform(h)))
-        logits = F.linear(h, self.encoder.embeddings.word.weight, self.decoder_bias)  # (B, T, V)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
+        if labels is None:
+            return ModelOutput(logits=self._head(h))  # (B, T, V)
+        predict = labels != -100  # (B, T)
+        logits = self._head(h[predict])  # (M, V)
+        # the mean over the M predicted tokens; a batch without any (M = 0) gives 0, not NaN
+        loss = F.cross_entropy(logits, labels[predict], reduction="sum") / predict.sum().clamp(min=1)
         return ModelOutput(logits=logits, loss=loss)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., C) hidden states -> (..., V) logits."""
+        h = self.transform_ln(F.gelu(self.transform(h)))
+        return F.linear(h, self.encoder.embeddings.word.weight, self.decoder_bias)

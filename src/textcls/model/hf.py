@@ -74,17 +74,19 @@ def hf_label_names(hf: dict) -> Optional[list[str]]:
     return [id2label[i] for i in sorted(id2label)] or None
 
 
-def hf_config(cfg: EncoderConfig, label_names: Sequence[str]):
-    """A transformers BertConfig for a classifier with these labels."""
+def hf_config(cfg: EncoderConfig, architecture: str, label_names: Sequence[str] = ()):
+    """A transformers BertConfig for `architecture`: BertForSequenceClassification with these labels, or
+    BertForMaskedLM (its decoder tied to the word embeddings: transformers' default, tie_word_embeddings)."""
     from transformers import BertConfig
+    labels = {"problem_type": "single_label_classification", "id2label": dict(enumerate(label_names)),
+              "label2id": {n: i for i, n in enumerate(label_names)}} if label_names else {}
     return BertConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size, hidden_act="gelu",
         hidden_dropout_prob=cfg.hidden_dropout, attention_probs_dropout_prob=cfg.attention_dropout,
         max_position_embeddings=cfg.max_positions, type_vocab_size=cfg.type_vocab_size,
         initializer_range=cfg.initializer_range, layer_norm_eps=cfg.layer_norm_eps, pad_token_id=cfg.pad_token_id,
-        architectures=["BertForSequenceClassification"], problem_type="single_label_classification",
-        id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)})
+        architectures=[architecture], **labels)
 
 
 # --------------------------------------------------------------------------------------------- the name mapping
@@ -236,36 +238,54 @@ def hf_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def transformers_differences(model: BertClassifier) -> list[str]:
-    """Why transformers' BertForSequenceClassification would compute other logits from this model's weights."""
+def transformers_differences(model: nn.Module) -> list[str]:
+    """Why transformers' BertForSequenceClassification / BertForMaskedLM would compute other logits from this
+    model's weights."""
     out = []
-    if model.pooling != "cls":
-        out.append(f"pooling {model.pooling!r} (transformers pools with the [CLS] pooler)")
+    pooling = getattr(model, "pooling", "cls")  # a masked LM pools nothing
+    if pooling != "cls":
+        out.append(f"pooling {pooling!r} (transformers pools with the [CLS] pooler)")
     attention = model.encoder.config.attention
     if not attention_class(attention)[0].exact:
         out.append(f"attention {attention!r} (transformers computes full attention)")
     return out
 
 
-def save_classifier(model: BertClassifier, path: str | Path, tokenizer: Any, label_names: Sequence[str],
-                    tokenize_cfg: Optional[Any] = None) -> Path:
-    """Write `model` as a folder that transformers' AutoModelForSequenceClassification and AutoTokenizer load, plus
-    textcls.json for what transformers lacks (attention, pooling, and the TokenizeConfig the model was trained with,
-    so that predictions tokenize alike). Written beside and renamed: never half a folder."""
+def _save_folder(model: nn.Module, path: str | Path, hf_cfg: Any, tokenizer: Any, extra: dict,
+                 tokenize_cfg: Optional[Any]) -> Path:
+    """config.json, model.safetensors (transformers' names), the tokenizer, and textcls.json (what transformers
+    has no field for, and the TokenizeConfig the model was trained with); written beside and renamed: never half a
+    folder."""
     from safetensors.torch import save_file
 
-    if len(label_names) != model.num_labels:
-        raise TextclsError(f"{len(label_names)} label names for a classifier with {model.num_labels} outputs")
     differences = transformers_differences(model)
-    extra = {"format_version": FORMAT_VERSION, "attention": model.encoder.config.attention, "pooling": model.pooling,
+    extra = {"format_version": FORMAT_VERSION, "attention": model.encoder.config.attention, **extra,
              "transformers_equivalent": not differences, "differences": differences,
              "tokenize": None if tokenize_cfg is None else asdict(tokenize_cfg)}
     with atomic_dir(path) as tmp:
-        hf_config(model.encoder.config, label_names).save_pretrained(tmp)
+        hf_cfg.save_pretrained(tmp)
         save_file(hf_state_dict(model), tmp / "model.safetensors", metadata={"format": "pt"})
         tokenizer.save_pretrained(tmp)
         (tmp / TEXTCLS_JSON).write_text(json.dumps(extra, indent=2) + "\n", encoding="utf-8")
     if differences:
-        log.warning("%s loads in transformers but computes different logits there: %s. Load it with "
-                    "textcls.model.load_classifier (textcls.json records this).", path, "; ".join(differences))
+        log.warning("%s loads in transformers but computes different logits there: %s. Load it with textcls "
+                    "(textcls.json records this).", path, "; ".join(differences))
     return Path(path)
+
+
+def save_classifier(model: BertClassifier, path: str | Path, tokenizer: Any, label_names: Sequence[str],
+                    tokenize_cfg: Optional[Any] = None) -> Path:
+    """Write `model` as a folder that transformers' AutoModelForSequenceClassification and AutoTokenizer load, plus
+    textcls.json (attention, pooling, tokenize settings, so that predictions tokenize alike)."""
+    if len(label_names) != model.num_labels:
+        raise TextclsError(f"{len(label_names)} label names for a classifier with {model.num_labels} outputs")
+    hf_cfg = hf_config(model.encoder.config, "BertForSequenceClassification", label_names)
+    return _save_folder(model, path, hf_cfg, tokenizer, {"pooling": model.pooling}, tokenize_cfg)
+
+
+def save_masked_lm(model: BertMaskedLM, path: str | Path, tokenizer: Any, tokenize_cfg: Optional[Any] = None) -> Path:
+    """Write a masked LM as a folder that transformers' AutoModelForMaskedLM loads (BertForMaskedLM: the MLM head as
+    cls.predictions.*, the decoder tied to the word embeddings, so not stored, as transformers saves it). Fine-tune
+    it with `textcls train --model FOLDER`: the encoder is loaded, the MLM head reported unused."""
+    hf_cfg = hf_config(model.encoder.config, "BertForMaskedLM")
+    return _save_folder(model, path, hf_cfg, tokenizer, {}, tokenize_cfg)

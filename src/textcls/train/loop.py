@@ -1,4 +1,6 @@
 """Fine-tuning recipe: one readable class, setup / train / evaluate / save (in the spirit of torchtune's recipes).
+What depends on the model (its data, building it, its evaluation, its export) is in a few methods that another
+recipe overrides: masked-LM pretraining (pretrain.py) is this loop with another model.
 
 It runs unchanged on a CPU, one GPU, or several processes started by `accelerate launch` or `torchrun`: accelerate
 wraps the model in DDP, shards the batches and all-reduces the gradients.
@@ -16,7 +18,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
@@ -26,10 +28,13 @@ from textcls.train import rundir
 from textcls.train.checkpoint import load_training_state, rng_state, save_training_state
 from textcls.train.metrics import classification_metrics, is_better
 
+if TYPE_CHECKING:
+    from textcls.model import LoadReport
+    from textcls.train.data import PreparedData
+
 log = logging.getLogger("textcls")
 
 DEFAULT_WARMUP_RATIO = 0.06
-LOGGED_METRICS = ("loss", "accuracy", "macro_f1")
 
 
 # ------------------------------------------------------------------------------------------------- settings
@@ -150,8 +155,41 @@ class TrainState:
 class Trainer:
     """Fine-tunes a classifier as `cfg` says, keeping everything in `run_dir`."""
 
+    logged_metrics = ("loss", "accuracy", "macro_f1")  # what metrics.jsonl and the summary keep of an evaluation
+
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
         self.cfg, self.tc, self.run_dir, self.resume = cfg, cfg.train, Path(run_dir), resume
+
+    # ------------------------------------------------------------------------------------------------- the model
+    def prepare_data(self) -> "PreparedData":
+        from textcls.train.data import prepare_training_data
+        return prepare_training_data(self.cfg)
+
+    def build_model(self) -> tuple[torch.nn.Module, "LoadReport"]:
+        from textcls.model import build_classifier
+        return build_classifier(self.cfg.model, self.data.label_names, max_length=self.cfg.tokenize.max_length)
+
+    def make_eval_loaders(self, batch_size: int) -> dict:
+        """Loaders of the labelled splits that are evaluated: validation (during training) and --eval-splits."""
+        tc, labelled = self.tc, self.data.labelled_splits()
+        if tc.eval_strategy != "no" and "validation" not in labelled:
+            raise TextclsError(f"{self.cfg.data.data!r} has no labelled validation split to evaluate on; set "
+                               f"--validation-fraction above 0 to carve one from train, or --eval-strategy no")
+        missing = [s for s in tc.eval_splits if s not in labelled]
+        if missing:
+            log.warning("--eval-splits: %s not among the labelled splits (%s); not evaluated", ", ".join(missing),
+                        ", ".join(labelled))
+        wanted = [s for s in labelled if s in tc.eval_splits or (s == "validation" and tc.eval_strategy != "no")]
+        return {s: self.accelerator.prepare(self.data.eval_loader(s, batch_size)) for s in wanted}
+
+    def evaluate(self, split: str) -> dict:
+        """Metrics of the current model on a labelled split; every process gets the same numbers."""
+        return evaluate_loader(self.accelerator, self.model, self.eval_loaders[split], self.data.label_names)
+
+    def export(self, model: torch.nn.Module, folder: Path) -> None:
+        from textcls.model import save_classifier
+        save_classifier(model, folder, tokenizer=self.data.tokenizer, label_names=self.data.label_names,
+                        tokenize_cfg=self.cfg.tokenize)
 
     # ------------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
@@ -159,17 +197,13 @@ class Trainer:
         fail on bad input fails before a new run directory exists."""
         from transformers import get_linear_schedule_with_warmup
 
-        from textcls.model import build_classifier
-        from textcls.train.data import prepare_training_data
-
         tc = self.tc
         check_train_config(tc)
         acc = self.accelerator = make_accelerator(tc, self.run_dir)
         with acc.main_process_first():  # the main process tokenizes; the others then find the cache
-            self.data = prepare_training_data(self.cfg)
-        self.label_names = self.data.label_names
+            self.data = self.prepare_data()
         seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
-        model, _ = build_classifier(self.cfg.model, self.label_names, max_length=self.cfg.tokenize.max_length)
+        model, self.load_report = self.build_model()
         self.data.pad_to_multiple_of = model.encoder.pad_to_multiple_of
 
         P = acc.num_processes
@@ -177,7 +211,7 @@ class Trainer:
         if len(train_loader) == 0:
             raise TextclsError(f"the training split of {self.cfg.data.data!r} is empty")
         self.train_sampler = train_loader.batch_sampler  # set_epoch goes here (see _epoch_batches)
-        self.eval_loaders = self._eval_loaders((tc.eval_batch_size or 2 * tc.batch_size) * P)
+        self.eval_loaders = self.make_eval_loaders((tc.eval_batch_size or 2 * tc.batch_size) * P)
         self.optimizer = adamw(model, tc)
         self.model, self.optimizer, self.train_loader = acc.prepare(model, self.optimizer, train_loader)
 
@@ -199,19 +233,6 @@ class Trainer:
         acc.wait_for_everyone()
         if tc.tensorboard:
             acc.init_trackers("tensorboard")
-
-    def _eval_loaders(self, batch_size: int) -> dict:
-        """Loaders of the labelled splits that are evaluated: validation (during training) and --eval-splits."""
-        tc, labelled = self.tc, self.data.labelled_splits()
-        if tc.eval_strategy != "no" and "validation" not in labelled:
-            raise TextclsError(f"{self.cfg.data.data!r} has no labelled validation split to evaluate on; set "
-                               f"--validation-fraction above 0 to carve one from train, or --eval-strategy no")
-        missing = [s for s in tc.eval_splits if s not in labelled]
-        if missing:
-            log.warning("--eval-splits: %s not among the labelled splits (%s); not evaluated", ", ".join(missing),
-                        ", ".join(labelled))
-        wanted = [s for s in labelled if s in tc.eval_splits or (s == "validation" and tc.eval_strategy != "no")]
-        return {s: self.accelerator.prepare(self.data.eval_loader(s, batch_size)) for s in wanted}
 
     def _load_last_checkpoint(self) -> None:
         acc, st = self.accelerator, self.state
@@ -333,10 +354,6 @@ class Trainer:
                                       if isinstance(v, (int, float)) and k != "step"}, step=record["step"])
 
     # ------------------------------------------------------------------------------------------------- evaluate
-    def evaluate(self, split: str) -> dict:
-        """Metrics of the current model on a labelled split; every process gets the same numbers."""
-        return evaluate_loader(self.accelerator, self.model, self.eval_loaders[split], self.label_names)
-
     def _evaluate_and_track(self) -> bool:
         """Evaluate on validation, track the best; True when early stopping says stop."""
         st, tc = self.state, self.tc
@@ -348,8 +365,8 @@ class Trainer:
         else:
             st.evals_without_improvement += 1
         self._log({"kind": "eval", "split": "validation", "step": st.step, "epoch": self._epochs_done(),
-                   **{k: metrics[k] for k in LOGGED_METRICS}, "best": improved})
-        log.info("step %d: validation %s", st.step, ", ".join(f"{k} {metrics[k]:.4f}" for k in LOGGED_METRICS))
+                   **{k: metrics[k] for k in self.logged_metrics}, "best": improved})
+        log.info("step %d: validation %s", st.step, ", ".join(f"{k} {metrics[k]:.4f}" for k in self.logged_metrics))
         patience = tc.early_stopping_patience
         if patience is not None and st.evals_without_improvement >= patience:
             log.info("early stopping: no better validation %s in %d evaluations", tc.metric_for_best, patience)
@@ -386,7 +403,6 @@ class Trainer:
         """Load the best weights if asked, export the model, evaluate the final splits, plot, and summarise."""
         from safetensors.torch import load_model
 
-        from textcls.model import save_classifier
         from textcls.train.plots import plot_run
 
         acc, tc, st = self.accelerator, self.tc, self.state
@@ -402,13 +418,14 @@ class Trainer:
                    "train_seconds": round(st.train_seconds, 2),
                    "train_examples_per_s": round(st.examples / st.train_seconds, 2) if st.train_seconds else None,
                    "best_validation": {tc.metric_for_best: st.best_metric, "step": st.best_step}, "weights": weights,
-                   "model_dir": str(self.run_dir / rundir.MODEL),
-                   "final": {s: {k: m[k] for k in LOGGED_METRICS} for s, m in results.items()}, "metrics": results}
+                   "initial_weights": self.load_report.to_dict(), "model_dir": str(self.run_dir / rundir.MODEL),
+                   "final": {s: {k: m[k] for k in self.logged_metrics} for s, m in results.items()},
+                   "metrics": results}
         if acc.is_main_process:
-            save_classifier(model, self.run_dir / rundir.MODEL, tokenizer=self.data.tokenizer,
-                            label_names=self.label_names, tokenize_cfg=self.cfg.tokenize)
+            self.export(model, self.run_dir / rundir.MODEL)
             for split, m in results.items():
-                self._log({"kind": "final", "split": split, "step": st.step, **{k: m[k] for k in LOGGED_METRICS}})
+                self._log({"kind": "final", "split": split, "step": st.step,
+                           **{k: m[k] for k in self.logged_metrics}})
             summary["plots"] = [str(p) for p in plot_run(self.metrics_log.read(), self.run_dir / "plots")]
             rundir.write_summary(self.run_dir, summary)
         if tc.tensorboard:
@@ -438,13 +455,19 @@ def evaluate_loader(accelerator, model, loader, label_names: list[str]) -> dict:
 def train(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:
     """Fine-tune as `cfg` says into a new run directory (`output`, else cfg.train.output, else runs/<time>-<name>);
     with `resume`, continue the run in that directory from its last checkpoint (its config must be `cfg`)."""
+    return run_recipe(Trainer, cfg, output, resume)
+
+
+def run_recipe(recipe: type[Trainer], cfg: RunConfig, output: Optional[Path] = None,
+               resume: Optional[Path] = None) -> dict:
+    """Run `recipe` (Trainer or a subclass) as `train` describes; returns the summary."""
     if resume is not None:
         run_dir = Path(resume)
         rundir.check_resumable(run_dir, cfg)
     else:
         run_dir = Path(output or cfg.train.output or _same_on_every_process(rundir.default_run_dir(cfg)))
         rundir.check_new_run_dir(run_dir)
-    trainer = Trainer(cfg, run_dir, resume=resume is not None)
+    trainer = recipe(cfg, run_dir, resume=resume is not None)
     trainer.setup()
     return trainer.train()
 

@@ -22,7 +22,8 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_run(records: list[dict], out_dir: Path) -> list[Path]:
-    """loss.png (training loss, and validation loss at each evaluation), lr.png, eval.png; returns the files."""
+    """loss.png (training loss, and validation loss at each evaluation), lr.png, eval.png (validation accuracy and
+    macro-F1, when evaluated); returns the files."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -42,13 +43,15 @@ def plot_run(records: list[dict], out_dir: Path) -> list[Path]:
     _save(fig, out_dir / "lr.png")
     written.append(out_dir / "lr.png")
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key in ("accuracy", "macro_f1"):
-        ax.plot(*_series(records, "eval", key), "o-", label=key)
-    ax.set(xlabel="optimizer step", ylabel="validation", title="Evaluation")
-    ax.legend()
-    _save(fig, out_dir / "eval.png")
-    written.append(out_dir / "eval.png")
+    scores = [key for key in ("accuracy", "macro_f1") if _series(records, "eval", key)[0]]
+    if scores:  # a masked-LM run has its loss only
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key in scores:
+            ax.plot(*_series(records, "eval", key), "o-", label=key)
+        ax.set(xlabel="optimizer step", ylabel="validation", title="Evaluation")
+        ax.legend()
+        _save(fig, out_dir / "eval.png")
+        written.append(out_dir / "eval.png")
     return written
 
 
