@@ -336,7 +336,7 @@ def add_arguments(parser: argparse.ArgumentParser, *section_names: str, exclude:
                 kw["action"] = argparse.BooleanOptionalAction
             else:
                 if typing.get_origin(base) is list:
-                    kw["nargs"] = "+"
+                    kw["nargs"] = "*"  # `--eval-splits` with nothing after it: evaluate no split
                     (base,) = typing.get_args(base)
                 kw["type"] = base
                 if f.metadata.get("choices"):
