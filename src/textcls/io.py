@@ -12,6 +12,14 @@ from typing import Iterator
 from textcls.errors import TextclsError
 
 
+def umask_mode(mode: int) -> int:
+    """`mode` under the process umask: what open() and mkdir() would give. tempfile creates 0600 files and 0700
+    folders (private until renamed); the renamed result must be as readable as a file written directly."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename, on failure it is removed.
@@ -21,6 +29,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    tmp.chmod(umask_mode(0o666))
     try:
         yield tmp
         os.replace(tmp, path)
@@ -43,6 +52,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(umask_mode(0o777))
     old = path.with_name(f".{path.name}.old")
     try:
         yield tmp
