@@ -133,7 +133,7 @@ def test_unknown_output_format_fails_before_the_model_runs(hf_classifier, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
 
-@pytest.mark.parametrize("case", ["empty txt", "blank txt", "header-only csv", "empty jsonl", "missing file",
+@pytest.mark.parametrize("case", ["empty txt", "blank txt", "header-only csv", "empty jsonl", "missing file", "folder",
                                   "unknown format", "missing column", "no text column", "empty cell",
                                   "texts and input", "pair with input", "column without input",
                                   "pair count", "nothing", "output is input"])
@@ -150,6 +150,7 @@ def test_bad_input(case, hf_classifier, tmp_path, capsys):
         "header-only csv": (["--input", "header.csv"], "is empty"),
         "empty jsonl": (["--input", "empty.jsonl"], "is empty"),
         "missing file": (["--input", "absent.csv"], "does not exist"),
+        "folder": (["--input", "."], "is a folder"),
         "unknown format": (["--input", "notes.xlsx"], "unknown format '.xlsx'"),
         "missing column": (["--input", "reviews.csv", "--text-column", "body"],
                            "column 'body' (--text-column) is not in"),

@@ -206,6 +206,9 @@ def _unknown_key_error(key: str, section: str) -> TextclsError:
     where = f"{section}.{key}" if section else key
     if qualified:
         return TextclsError(f"unknown config key {where!r}; did you mean {' or '.join(map(repr, qualified))}?")
+    if not section:
+        return TextclsError(f"unknown config key {where!r}: no section ({', '.join(SECTIONS)}) has it; the keys are "
+                            f"the long flags of `textcls train --help`, with _ for -")
     own = [k for q, k in known.items() if q.startswith(f"{section}.")]
     return TextclsError(f"unknown config key {where!r}; the keys of {section!r} are: {', '.join(own)}")
 

@@ -163,7 +163,8 @@ def read_inputs(path: Path, text_column: Optional[str] = None,
     """Texts (and second texts) from an input file. Blank lines of a .txt file are skipped; in a table the text
     column is detected as in `load_data` (pairs first) unless named, and an empty text is an error."""
     if not path.is_file():
-        raise TextclsError(f"input file {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        problem = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise TextclsError(f"input file {str(path)!r} {problem}; give a {', '.join(INPUT_FORMATS)} file")
     if path.suffix not in INPUT_FORMATS:
         raise TextclsError(f"input file {str(path)!r}: unknown format {path.suffix!r}; use one of "
                            f"{', '.join(INPUT_FORMATS)}")
