@@ -94,3 +94,9 @@ def test_inspect_agrees_with_load_data_subsets(imdb_dir):
     assert result["splits"]["validation"]["labels"]["1"] == {"count": 25, "share": 0.5}
     texts = pd.Series(dsd["train"].with_format("arrow")["text"].to_pylist())
     assert result["splits"]["train"]["chars"] == stats(texts.str.len())  # the subset's rows, not the whole table
+
+
+def test_max_length_below_one_is_refused(imdb_folder, capsys):
+    folder, _, _ = imdb_folder
+    assert main(["-q", "data", "inspect", "--data", str(folder), "--max-length", "0"]) == 2
+    assert "--max-length must be at least 1, got 0" in capsys.readouterr().err

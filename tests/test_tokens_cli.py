@@ -94,3 +94,9 @@ def test_vocab(capsys):
     assert main(["vocab", *TOK, "--grep", "^\\[.*\\]$"]) == 0
     out = capsys.readouterr().out
     assert "[CLS]  (special)" in out and out.rstrip().endswith("entries")
+
+
+def test_a_folder_without_tokenizer_files(capsys, tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    err = fails(capsys, "tokens", "text", "--tokenizer", str(tmp_path))
+    assert f"{str(tmp_path)!r} holds no tokenizer: the folder needs tokenizer.json, or vocab.txt" in err

@@ -51,6 +51,19 @@ def test_bad_config_file(values, message, imdb_dir, tiny_model, token_cache, tmp
     assert not out.exists()
 
 
+@pytest.mark.parametrize("name, content, message", [
+    ("run.yaml", b"train: [\n", "cannot be parsed: expected the node content, but found '<stream end>' (line 2, "
+                                "column 1)"),
+    ("run.json", b'{"train": }', "cannot be parsed: Expecting value: line 1 column 11"),
+    ("run.yaml", b"\xff\xfe", "cannot be parsed: 'utf-8' codec can't decode byte 0xff"),
+])
+def test_unparsable_config_file(name, content, message, imdb_dir, tiny_model, token_cache, tmp_path, capsys):
+    (tmp_path / name).write_bytes(content)
+    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "run", "--config", str(tmp_path / name)),
+                  capsys)
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["--learning-rate", "-1"], "--learning-rate must be at least 0, got -1.0"),

@@ -267,15 +267,17 @@ class RunConfig:
         path = Path(path)
         if not path.is_file():
             raise TextclsError(f"config file {str(path)!r} does not exist")
-        text = path.read_text(encoding="utf-8")
         try:
+            text = path.read_text(encoding="utf-8")
             if path.suffix in (".yaml", ".yml"):
                 import yaml
                 values = yaml.safe_load(text)
             else:
                 values = json.loads(text)
         except Exception as e:  # both parsers' errors say where the file is broken
-            raise TextclsError(f"config file {str(path)!r} cannot be parsed: {e}") from None
+            mark = getattr(e, "problem_mark", None)  # YAML's own message spans lines and draws a caret
+            where = f"{e.problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else e
+            raise TextclsError(f"config file {str(path)!r} cannot be parsed: {where}") from None
         return cls.from_dict(values or {})
 
 

@@ -48,11 +48,15 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
     except TextclsError as e:
         raise TextclsError(f"{e} To look at tokens offline, --tokenizer minilm-l6 has the same uncased WordPiece "
                            f"vocabulary as the bert-* presets; or give --tokenizer FOLDER.") from None
+    needs = "the folder needs tokenizer.json, or vocab.txt with tokenizer_config.json"
+    if not any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+        raise TextclsError(f"{str(folder)!r} holds no tokenizer: {needs}; or give --tokenizer (a preset, a folder or "
+                           f"a hub id)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as e:
-        raise TextclsError(f"cannot load a tokenizer from {str(folder)!r} ({e}); the folder needs tokenizer.json "
-                           f"or vocab.txt with tokenizer_config.json") from None
+        reason = str(e).strip().splitlines()[0]  # transformers' messages run on over several lines
+        raise TextclsError(f"cannot load a tokenizer from {str(folder)!r} ({reason}); {needs}") from None
     if not getattr(tokenizer, "is_fast", False):
         raise TextclsError(f"tokenizer {name!r} is a slow (Python) tokenizer ({type(tokenizer).__name__}); textcls "
                            f"needs a fast one (a folder with tokenizer.json)")
