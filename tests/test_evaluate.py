@@ -4,6 +4,9 @@ run directories, exported folders and transformers folders; labels matched by na
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -90,6 +93,18 @@ def test_run_dir_and_exported_folder_give_the_run_s_own_test_metrics(trained_run
     m = cli_json(capsys, "evaluate", str(trained_run), "--split", "validation")  # the run's own data settings
     assert m["split"] == "validation" and m["examples"] == 4  # 10% of the 40 train rows, carved as in training
     assert "no data given" in cli_error(capsys, "evaluate", str(trained_run / "model"))
+
+
+def test_run_started_elsewhere_with_a_relative_data_path(trained_run, small_imdb, tmp_path, monkeypatch, capsys):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    config["data"]["data"] = os.path.relpath(small_imdb, tmp_path / "elsewhere")  # the run was started there
+    (run / "config.json").write_text(json.dumps(config))
+    here = tmp_path / "one" / "level" / "deeper"  # the relative path leads nowhere from here
+    here.mkdir(parents=True)
+    monkeypatch.chdir(here)
+    assert "does not exist from here" in cli_error(capsys, "evaluate", str(run))
+    assert cli_json(capsys, "evaluate", str(run), "--data", str(small_imdb))["examples"] > 0
 
 
 def test_human_output(trained_run, small_imdb, tmp_path, capsys):

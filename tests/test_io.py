@@ -49,3 +49,15 @@ def test_an_os_error_names_the_file(tmp_path):
         with atomic_dir(target) as tmp:
             raise OSError(28, "No space left on device")
     assert (target / "old").read_text() == "kept"
+
+
+def write_folder(path, text):
+    with atomic_dir(path) as tmp:
+        (tmp / "weights").write_text(text)
+
+
+@pytest.mark.parametrize("write", [atomic_write_text, write_folder])
+def test_a_parent_that_is_a_file_is_a_clear_error(tmp_path, write):
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(TextclsError, match="could not write .*afile/out.*: File exists"):
+        write(tmp_path / "afile" / "out", "x")

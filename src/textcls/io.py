@@ -21,21 +21,30 @@ def umask_mode(mode: int) -> int:
 
 
 @contextlib.contextmanager
+def _write_error(path: Path, what: str) -> Iterator[None]:
+    """An OSError (disk full, permission, a file where a folder should be) as a TextclsError that names `path`."""
+    try:
+        yield
+    except OSError as e:
+        raise TextclsError(f"could not write {str(path)!r}: {e.strerror or e}; the previous {what}, if any, is "
+                           f"unchanged") from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it replaces `path` in one rename, on failure it is removed.
     An OSError (disk full, permission) becomes a TextclsError that names the file; the old file stays intact."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with _write_error(path, "file"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     tmp = Path(tmp)
-    tmp.chmod(umask_mode(0o666))
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except OSError as e:
-        raise TextclsError(f"could not write {str(path)!r}: {e.strerror or e}; the previous file, if any, is "
-                           f"unchanged") from None
+        with _write_error(path, "file"):
+            tmp.chmod(umask_mode(0o666))
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -50,19 +59,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; on success it takes `path`'s place (an old folder there is removed
     only after the new one is complete), on failure it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    tmp.chmod(umask_mode(0o777))
+    with _write_error(path, "copy"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     old = path.with_name(f".{path.name}.old")
     try:
-        yield tmp
-        if path.exists():
+        with _write_error(path, "copy"):
+            tmp.chmod(umask_mode(0o777))
+            yield tmp
+            if path.exists():
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+            os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        raise TextclsError(f"could not write {str(path)!r}: {e.strerror or e}; the previous copy, if any, is "
-                           f"unchanged") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

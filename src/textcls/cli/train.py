@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 from pathlib import Path
 
 from textcls.cli.output import add_json_flag, emit, table
@@ -174,7 +175,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = Path(args.model_dir)
     # A run directory is evaluated on its own data settings (the same carved splits) unless flags say otherwise,
     # and finds its tokenized splits in its own cache.
-    cfg = config_from_args(args, base=load_run_config(model) if is_run_dir(model) else None)
+    run_cfg = load_run_config(model) if is_run_dir(model) else None
+    cfg = config_from_args(args, base=run_cfg)
+    data = cfg.data.data
+    if run_cfg is not None and data == run_cfg.data.data and os.sep in data and not os.path.exists(data):
+        raise TextclsError(f"the run's data path {data!r} does not exist from here (a relative path is read from the "
+                           f"folder the run was started in); give --data PATH")
     result = evaluate_model(model, cfg.data, split=args.split, batch_size=args.batch_size,
                             tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir)
     emit(result, args.json, _describe_metrics)
