@@ -64,6 +64,15 @@ def test_unparsable_config_file(name, content, message, imdb_dir, tiny_model, to
     assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_model_that_cannot_take_the_length_fails_before_tokenizing(imdb_dir, tiny_model, token_cache, tmp_path,
+                                                                    capsys):
+    cache = tmp_path / "cache"
+    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "run", "--max-length", "4096",
+                             "--cache-dir", str(cache)), capsys)
+    assert rc == 2 and "--max-length 4096 exceeds the 128 positions" in err
+    assert not cache.exists() and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--epochs", "0"], "--epochs must be at least 1, got 0"),
     (["--learning-rate", "-1"], "--learning-rate must be at least 0, got -1.0"),

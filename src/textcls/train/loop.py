@@ -197,8 +197,14 @@ class Trainer:
         fail on bad input fails before a new run directory exists."""
         from transformers import get_linear_schedule_with_warmup
 
+        from textcls.model import encoder_config, find_model
+
         tc = self.tc
         check_train_config(tc)
+        # The model's files and its positions are checked before the data is read and tokenized (minutes on a large
+        # dataset), so that a mistake in them fails at once.
+        mc = self.cfg.model
+        encoder_config(mc, find_model(mc.model, mc.init), self.cfg.tokenize.max_length)
         acc = self.accelerator = make_accelerator(tc, self.run_dir)
         with acc.main_process_first():  # the main process tokenizes; the others then find the cache
             self.data = self.prepare_data()
