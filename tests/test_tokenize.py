@@ -168,6 +168,16 @@ def test_tokenize_data_errors(tokenizer, imdb_rows, tmp_path):
         tokenize_data(renamed, tokenizer, TokenizeConfig(cache_dir=str(tmp_path)))
 
 
+@pytest.mark.parametrize("level, shown", [(logging.INFO, True), (logging.WARNING, False)])
+def test_progress_bars_follow_the_log_level(level, shown, tokenizer, imdb_rows, tmp_path, caplog, capsys):
+    """`textcls -q` (log level WARNING) hides datasets' own bars, and the global switch is put back."""
+    before = datasets.are_progress_bars_disabled()
+    with caplog.at_level(level, logger="textcls"):
+        tokenize_data(imdb_dsd(imdb_rows), tokenizer, TokenizeConfig(max_length=32, cache_dir=str(tmp_path)))
+    assert ("tokenizing train" in capsys.readouterr().err) == shown
+    assert datasets.are_progress_bars_disabled() == before
+
+
 def test_second_run_loads_the_cache_without_tokenizing(tokenizer, imdb_rows, tmp_path, monkeypatch, caplog):
     dsd = imdb_dsd(imdb_rows)
     cfg = TokenizeConfig(max_length=128, cache_dir=str(tmp_path))

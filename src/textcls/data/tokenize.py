@@ -8,12 +8,13 @@ that decides it (the rows, the vocabulary, the settings), and a manifest written
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
 from textcls.config import ModelConfig, TokenizeConfig
 from textcls.errors import TextclsError
@@ -254,16 +255,31 @@ def _tokenize_split(split: str, ds: "Dataset", encoder: ExampleEncoder, cfg: Tok
         features = Features({"label": ds.features["label"], **features})
     cache.mkdir(parents=True, exist_ok=True)
     log.info("tokenizing %s: %d rows (num_proc=%d) into %s", split, len(ds), cfg.num_proc, cache)
-    out = ds.map(encoder, batched=True, input_columns=_input_columns(ds, split),
-                 remove_columns=[c for c in ds.column_names if c != "label"], features=features,
-                 num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
-                 cache_file_name=str(cache / f"{stem}.arrow"), load_from_cache_file=False,
-                 new_fingerprint=fingerprint, desc=f"tokenizing {split}")
+    with _datasets_progress_bars(log.isEnabledFor(logging.INFO)):
+        out = ds.map(encoder, batched=True, input_columns=_input_columns(ds, split),
+                     remove_columns=[c for c in ds.column_names if c != "label"], features=features,
+                     num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+                     cache_file_name=str(cache / f"{stem}.arrow"), load_from_cache_file=False,
+                     new_fingerprint=fingerprint, desc=f"tokenizing {split}")
     files = [Path(f["filename"]).name for f in out.cache_files]
     # Written last and atomically: it exists only when every file it names is complete.
     atomic_write_text(manifest, json.dumps({"format": CACHE_FORMAT, "split": split, "rows": len(out),
                                             "files": files, "key": key}, indent=1) + "\n")
     return out
+
+
+@contextlib.contextmanager
+def _datasets_progress_bars(show: bool) -> Iterator[None]:
+    """datasets draws its own progress bars, switched globally; they follow textcls's log level as the training bar
+    does (`textcls -q` hides them), and the global switch is put back afterwards."""
+    import datasets
+
+    hidden = datasets.are_progress_bars_disabled()
+    (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
+    try:
+        yield
+    finally:
+        (datasets.disable_progress_bars if hidden else datasets.enable_progress_bars)()
 
 
 def tokenize_data(dsd: "DatasetDict", tokenizer: "PreTrainedTokenizerFast", cfg: TokenizeConfig) -> "DatasetDict":
