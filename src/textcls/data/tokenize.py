@@ -38,6 +38,11 @@ def default_tokenizer_name(tokenize: TokenizeConfig, model: ModelConfig) -> str:
     return tokenize.tokenizer or model.model
 
 
+def has_tokenizer(folder: str | os.PathLike) -> bool:
+    """Whether `folder` holds a tokenizer: a fast one's tokenizer.json, or a WordPiece vocab.txt to build one from."""
+    return any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.txt"))
+
+
 def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
     """A fast tokenizer from a preset (minilm-l6 is installed; bert-* come from the hub), a local folder or a hub id."""
     from transformers import AutoTokenizer
@@ -50,7 +55,7 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
         raise TextclsError(f"{e} To look at tokens offline, --tokenizer minilm-l6 has the same uncased WordPiece "
                            f"vocabulary as the bert-* presets; or give --tokenizer FOLDER.") from None
     needs = "the folder needs tokenizer.json, or vocab.txt with tokenizer_config.json"
-    if not any((Path(folder) / f).is_file() for f in ("tokenizer.json", "vocab.txt")):
+    if not has_tokenizer(folder):
         raise TextclsError(f"{str(folder)!r} holds no tokenizer: {needs}; or give --tokenizer (a preset, a folder or "
                            f"a hub id)")
     try:

@@ -69,12 +69,12 @@ def model_folder(path: Path) -> Path:
 def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[torch.device] = None) -> TrainedModel:
     """A classifier folder (a textcls run or its exported model, or a transformers BERT classifier) ready for
     inference, with its own tokenizer unless `tokenizer` names another (for a folder saved without one)."""
-    from textcls.data.tokenize import load_tokenizer
+    from textcls.data.tokenize import has_tokenizer, load_tokenizer
     from textcls.model import load_classifier
     from textcls.model.hf import TEXTCLS_JSON, read_json
 
     folder = model_folder(Path(path))
-    if tokenizer is None and not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt")):
+    if tokenizer is None and not has_tokenizer(folder):
         raise TextclsError(f"model folder {str(folder)!r} holds no tokenizer (tokenizer.json or vocab.txt); give the "
                            f"one it was trained with, e.g. --tokenizer minilm-l6 (the bert-* presets' vocabulary)")
     model, label_names, _ = load_classifier(folder)
