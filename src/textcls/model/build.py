@@ -93,12 +93,13 @@ def _head_differs(rows: int, saved: Optional[list[str]], wanted: list[str]) -> b
 
 
 def build_classifier(cfg: ModelConfig, label_names: Sequence[str],
-                     max_length: int) -> tuple[BertClassifier, LoadReport]:
-    """A sequence classifier for `label_names` over inputs of up to `max_length` tokens, from `cfg`."""
+                     max_length: int, source: Optional[ModelSource] = None) -> tuple[BertClassifier, LoadReport]:
+    """A sequence classifier for `label_names` over inputs of up to `max_length` tokens, from `cfg` (`source`: its
+    `find_model` result, when the caller already has it)."""
     label_names = list(label_names)
     if len(label_names) < 2:
         raise TextclsError(f"a classifier needs at least two labels, got {label_names}")
-    source = find_model(cfg.model, cfg.init)
+    source = find_model(cfg.model, cfg.init) if source is None else source
     for key in ("attention", "pooling"):
         saved = (source.extra or {}).get(key, getattr(cfg, key))
         if saved != getattr(cfg, key):
@@ -115,9 +116,10 @@ def build_classifier(cfg: ModelConfig, label_names: Sequence[str],
     return model, _load(model, cfg, state, source, fresh_head)
 
 
-def build_masked_lm(cfg: ModelConfig, max_length: int) -> tuple[BertMaskedLM, LoadReport]:
-    """A masked language model (the pretraining objective) from `cfg`."""
-    source = find_model(cfg.model, cfg.init)
+def build_masked_lm(cfg: ModelConfig, max_length: int,
+                    source: Optional[ModelSource] = None) -> tuple[BertMaskedLM, LoadReport]:
+    """A masked language model (the pretraining objective) from `cfg` (`source` as in build_classifier)."""
+    source = find_model(cfg.model, cfg.init) if source is None else source
     model = BertMaskedLM(encoder_config(cfg, source, max_length))
     return model, _load(model, cfg, _read_weights(cfg, source), source)
 

@@ -167,7 +167,8 @@ class Trainer:
 
     def build_model(self) -> tuple[torch.nn.Module, "LoadReport"]:
         from textcls.model import build_classifier
-        return build_classifier(self.cfg.model, self.data.label_names, max_length=self.cfg.tokenize.max_length)
+        return build_classifier(self.cfg.model, self.data.label_names, max_length=self.cfg.tokenize.max_length,
+                                source=self.model_source)
 
     def make_eval_loaders(self, batch_size: int) -> dict:
         """Loaders of the labelled splits that are evaluated: validation (during training) and --eval-splits."""
@@ -202,9 +203,10 @@ class Trainer:
         tc = self.tc
         check_train_config(tc)
         # The model's files and its positions are checked before the data is read and tokenized (minutes on a large
-        # dataset), so that a mistake in them fails at once.
+        # dataset), so that a mistake in them fails at once; build_model then uses what was found.
         mc = self.cfg.model
-        encoder_config(mc, find_model(mc.model, mc.init), self.cfg.tokenize.max_length)
+        self.model_source = find_model(mc.model, mc.init)
+        encoder_config(mc, self.model_source, self.cfg.tokenize.max_length)
         acc = self.accelerator = make_accelerator(tc, self.run_dir)
         with acc.main_process_first():  # the main process tokenizes; the others then find the cache
             self.data = self.prepare_data()

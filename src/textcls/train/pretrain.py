@@ -180,7 +180,8 @@ class PretrainTrainer(Trainer):
         return prepare_pretraining_data(self.cfg)
 
     def build_model(self) -> tuple[torch.nn.Module, LoadReport]:
-        model, report = build_masked_lm(self.cfg.model, max_length=self.cfg.tokenize.max_length)
+        model, report = build_masked_lm(self.cfg.model, max_length=self.cfg.tokenize.max_length,
+                                        source=self.model_source)
         vocab = len(self.data.tokenizer)
         if vocab > model.encoder.config.vocab_size:
             raise TextclsError(f"tokenizer {self.data.tokenizer.name_or_path!r} has {vocab} tokens, more than the "
