@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from textcls.hub import PRESETS
+from textcls.model.presets import PRESETS
 from textcls.model import BertClassifier, EncoderConfig, load_hf_state
 
 TOKENS_PER_BATCH = 4096

@@ -73,7 +73,7 @@ def bench(args, folder: Path) -> str:
     import pandas as pd
     from transformers import pipeline
 
-    from textcls.train.predict import load_trained, predict_probabilities, prediction_rows
+    from textcls.infer import load_trained, predict_probabilities, prediction_rows
 
     texts = pd.read_parquet(Path(args.data) / "test.parquet").sample(args.n, random_state=0).text.tolist()
     device = torch.device(args.device)

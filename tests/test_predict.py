@@ -13,7 +13,8 @@ from _train_fixture import cli_error, cli_json
 from _train_fixture import hf_classifier, small_imdb, trained_run  # noqa: F401  (session fixtures)
 
 from textcls.cli import main
-from textcls.train.predict import load_trained, predict_probabilities, read_inputs
+from textcls.data.files import read_inputs
+from textcls.infer import load_trained, predict_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_unknown_output_format_fails_before_the_model_runs(hf_classifier, tmp_pa
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr("textcls.train.predict.load_trained", no_model)
+    monkeypatch.setattr("textcls.infer.predict.load_trained", no_model)
     (tmp_path / "in.txt").write_text("a text\n")
     err = cli_error(capsys, "predict", str(hf_classifier), "a text", "--output", str(tmp_path / "out.xlsx"))
     assert "'.xlsx'" in err and ".csv, .tsv, .jsonl, .txt" in err

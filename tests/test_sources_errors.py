@@ -210,9 +210,10 @@ def test_file_that_is_not_a_split(tmp_path, imdb_rows):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"validation_fraction": 1.5}, r"--validation-fraction 1.5 is not a share between 0 and 1"),
+    ({"validation_fraction": 1.5},
+     r"--validation-fraction must be within \[0, 1\), got 1.5 \(data.validation_fraction in a config file\)"),
     ({"validation_fraction": 0.5, "test_fraction": 0.5}, r"leave nothing of train"),
-    ({"max_train_samples": 0}, r"--max-train-samples 0 must be at least 1"),
+    ({"max_train_samples": 0}, r"--max-train-samples must be at least 1, got 0"),
     ({"label_names": ["a", "a"]}, r"repeats a name"),
     ({"encoding": "klingon"}, r"unknown text encoding 'klingon'"),
     ({"max_train_samples": 1}, r"cannot take a stratified sample of 1 of the \d+ rows of train with 2 labels"),

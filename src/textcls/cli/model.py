@@ -23,9 +23,9 @@ def register(sub) -> None:
     p = model_sub.add_parser("info", help="resolved architecture, parameter counts and where the weights come from")
     p.add_argument("model", metavar="M", help="a preset (bert-tiny, bert-mini, bert-small, bert-medium, minilm-l6), "
                                               "a local folder or a hub id")
-    p.add_argument("--max-length", type=int, default=argparse.SUPPRESS, dest="max_length",
-                   help="maximum tokens per example (default: 512)")
+    add_arguments(p, "tokenize", only=("max_length",))
     add_arguments(p, "model", exclude=("model", "reinit_head"))
+    add_arguments(p, "attention")
     add_json_flag(p)
     p.set_defaults(func=model_info)
 
@@ -35,8 +35,11 @@ def attention_list(args: argparse.Namespace) -> int:
 
     def human(rows: list[dict]) -> str:
         return table([(r["name"], "yes" if r["exact"] else "no", "yes" if r["supports_padding_mask"] else "no",
-                       r["seq_multiple_of"], r["description"]) for r in rows],
-                     ["name", "exact", "padding mask", "length multiple of", "description"])
+                       "yes" if r["global_tokens"] else "no", r["seq_multiple_of"],
+                       " ".join(f"{o['flag']} {o['default']}" for o in r["options"]) or "-", r["description"])
+                      for r in rows],
+                     ["name", "exact", "padding mask", "global tokens", "length multiple of", "options (default)",
+                      "description"])
 
     emit(describe_attention(), args.json, human)
     return 0
@@ -46,7 +49,7 @@ def model_info(args: argparse.Namespace) -> int:
     from textcls.model import describe_model
 
     cfg = config_from_args(args)
-    emit(describe_model(cfg.model, cfg.tokenize.max_length), args.json, _human_info)
+    emit(describe_model(cfg.model, cfg.tokenize.max_length, cfg.attention), args.json, _human_info)
     return 0
 
 
@@ -61,7 +64,7 @@ def _human_info(info: dict) -> str:
         ("weights", weights),
         ("architecture", f"{a['num_layers']} layers, hidden {a['hidden_size']}, {a['num_heads']} heads, intermediate "
                          f"{a['intermediate_size']}, vocabulary {a['vocab_size']}, {a['max_positions']} positions"),
-        ("attention", f"{att['name']} ({caps})"),
+        ("attention", f"{att['name']}{''.join(f' {k}={v}' for k, v in att['options'].items())} ({caps})"),
         ("pooling", info["pooling"]),
         ("dropout", f"hidden {a['hidden_dropout']}, attention {a['attention_dropout']}"),
         ("parameters", f"{n['total']:,} = embeddings {n['embeddings']:,} + blocks {n['blocks']:,} + "

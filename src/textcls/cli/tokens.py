@@ -7,7 +7,13 @@ import dataclasses
 import re
 
 from textcls.cli.output import add_json_flag, emit, table
-from textcls.config import DataConfig, RunConfig, TokenizeConfig, add_arguments, config_from_args
+from textcls.config import (
+    DataConfig,
+    RunConfig,
+    TokenizeConfig,
+    add_arguments,
+    config_from_args,
+)
 from textcls.errors import TextclsError
 
 DEFAULT_TOKENIZER = ("default: the default model's own tokenizer (bert-tiny: google/bert_uncased_L-2_H-128_A-2, from "

@@ -9,10 +9,16 @@ import os
 from pathlib import Path
 
 from textcls.cli.output import add_json_flag, emit, table
-from textcls.config import add_arguments, config_from_args
+from textcls.config import (
+    CLASSIFIER_ONLY,
+    PRETRAIN_FIXED,
+    add_arguments,
+    attention_from_args,
+    config_from_args,
+)
 from textcls.errors import TextclsError
 
-TRAIN_SECTIONS = ("data", "tokenize", "model", "train")
+TRAIN_SECTIONS = ("data", "tokenize", "model", "attention", "train")
 TRAIN_EXAMPLES = """examples:
   textcls train --data ../shared/data/imdb --model minilm-l6 --max-length 256 --epochs 2 --output runs/imdb
   textcls train --resume runs/imdb                       # after a crash or a kill: from the last checkpoint
@@ -21,9 +27,9 @@ TRAIN_EXAMPLES = """examples:
   accelerate launch --multi_gpu --num_processes 2 -m textcls train ...  # the same through accelerate
 """
 PRETRAIN_SECTIONS = TRAIN_SECTIONS + ("pretrain",)
-# Classifier settings that mean nothing to a masked LM, and pretrain.FIXED_TRAIN_SETTINGS (not imported here: it
-# brings torch, and --help stays fast).
-PRETRAIN_EXCLUDED = ("pooling", "reinit_head", "metric_for_best", "eval_splits")
+# Sections whose flags a command that runs a trained model reads (its attention comes from attention_from_args).
+INFER_SECTIONS = ("data", "tokenize", "train")
+INFER_BATCH_SIZE = 64  # inference keeps no optimizer state: twice the training default fits
 PRETRAIN_EXAMPLES = """examples:
   textcls pretrain --data ../shared/data/imdb --model bert-tiny --init random --tokenizer minilm-l6 \
       --max-length 256 --epochs 3 --output runs/imdb-mlm        # train + unsupervised texts; validation: MLM loss
@@ -49,7 +55,7 @@ def register(sub) -> None:
                                    "on validation. RUN/model is a transformers BertForMaskedLM folder: fine-tune it\n"
                                    "with `textcls train --model RUN/model`.",
                        epilog=PRETRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_run_arguments(p, PRETRAIN_SECTIONS, exclude=PRETRAIN_EXCLUDED)
+    _add_run_arguments(p, PRETRAIN_SECTIONS, exclude=CLASSIFIER_ONLY + tuple(PRETRAIN_FIXED))
     p.set_defaults(func=_pretrain)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled split",
@@ -59,14 +65,9 @@ def register(sub) -> None:
                                    "by name; name integer labels with --label-names.")
     p.add_argument("model_dir", metavar="MODEL", help="a run directory or an exported model folder")
     p.add_argument("--split", default="test", help="split to evaluate (default: test)")
-    p.add_argument("--batch-size", type=int, default=64, help="examples per batch (default: 64)")
-    # Both are tokenize settings: unset, they stay absent, and a run directory's own cache_dir stays in force.
-    p.add_argument("--tokenizer", metavar="T", default=argparse.SUPPRESS,
-                   help="tokenizer for a model folder saved without one")
-    p.add_argument("--cache-dir", default=argparse.SUPPRESS,
-                   help="where the tokenized split is cached (default: a run's own, else ~/.cache/textcls)")
     add_json_flag(p)
     add_arguments(p, "data")
+    _add_inference_arguments(p, "tokenizer", "cache_dir")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="label and probabilities for new texts",
@@ -80,13 +81,11 @@ def register(sub) -> None:
     p.add_argument("--text-pair", action="append", metavar="PAIR",
                    help="second text of a pair, once per TEXT, in the same order")
     p.add_argument("--input", metavar="FILE", help="read texts from a .txt, .csv, .tsv, .jsonl or .parquet file")
-    p.add_argument("--text-column", help="with --input: the text column (default: detect)")
-    p.add_argument("--text-pair-column", help="with --input: the column of second texts (default: detect)")
     p.add_argument("--output", metavar="FILE", help="write predictions to a .csv, .tsv, .jsonl or .txt file "
                                                     "(.txt: one label per line)")
-    p.add_argument("--batch-size", type=int, default=64, help="texts per batch (default: 64)")
-    p.add_argument("--tokenizer", metavar="T", help="tokenizer for a model folder saved without one")
     add_json_flag(p)
+    add_arguments(p, "data", only=("text_column", "text_pair_column"))
+    _add_inference_arguments(p, "tokenizer")
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("sweep", help="one training run per combination of settings, compared side by side",
@@ -98,6 +97,15 @@ def register(sub) -> None:
     add_json_flag(p)
     add_arguments(p, *TRAIN_SECTIONS)
     p.set_defaults(func=_sweep)
+
+
+def _add_inference_arguments(p: argparse.ArgumentParser, *tokenize_fields: str) -> None:
+    """The flags of a command that runs a trained model: its batch size, the tokenize settings it may override, and
+    --attention with the mechanisms' options (to run a model with another mechanism than it was trained with)."""
+    add_arguments(p, "train", only=("batch_size",), defaults={"batch_size": INFER_BATCH_SIZE})
+    add_arguments(p, "tokenize", only=tokenize_fields)
+    add_arguments(p, "model", only=("attention",))
+    add_arguments(p, "attention")
 
 
 def _add_run_arguments(p: argparse.ArgumentParser, sections: tuple[str, ...], exclude: tuple[str, ...] = ()) -> None:
@@ -132,7 +140,7 @@ def _run_training(args: argparse.Namespace, run, describe) -> int:
     """`run(cfg, resume=None)` (train or pretrain) on the flags, or on a run's own config with --resume."""
     from accelerate import PartialState
 
-    from textcls.train.loop import no_gpu
+    from textcls.device import no_gpu
     from textcls.train.rundir import load_run_config
 
     processes = PartialState(cpu=no_gpu())  # under torchrun or accelerate launch: one of several
@@ -169,20 +177,22 @@ def _describe_pretraining(s: dict) -> str:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from textcls.train.evaluate import evaluate_model
+    from textcls.infer.evaluate import evaluate_model
     from textcls.train.rundir import is_run_dir, load_run_config
 
     model = Path(args.model_dir)
     # A run directory is evaluated on its own data settings (the same carved splits) unless flags say otherwise,
     # and finds its tokenized splits in its own cache.
     run_cfg = load_run_config(model) if is_run_dir(model) else None
-    cfg = config_from_args(args, base=run_cfg)
+    cfg = config_from_args(args, base=run_cfg, sections=INFER_SECTIONS)
     data = cfg.data.data
     if run_cfg is not None and data == run_cfg.data.data and os.sep in data and not os.path.exists(data):
         raise TextclsError(f"the run's data path {data!r} does not exist from here (a relative path is read from the "
                            f"folder the run was started in); give --data PATH")
-    result = evaluate_model(model, cfg.data, split=args.split, batch_size=args.batch_size,
-                            tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir)
+    attention, overrides = attention_from_args(args)
+    result = evaluate_model(model, cfg.data, split=args.split, batch_size=cfg.train.batch_size,
+                            tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir,
+                            attention=attention, attention_overrides=overrides)
     emit(result, args.json, _describe_metrics)
     return 0
 
@@ -199,20 +209,24 @@ def _describe_metrics(m: dict) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from textcls.train.predict import predict_files, predict_texts
+    from textcls.infer.predict import predict_files, predict_texts
 
+    cfg = config_from_args(args, base=None, sections=INFER_SECTIONS)
+    columns = cfg.data.text_column, cfg.data.text_pair_column
     if args.input and args.texts:
         raise TextclsError("give texts as arguments or --input FILE, not both")
     if args.input and args.text_pair:
         raise TextclsError("--text-pair goes with TEXT arguments; with --input, second texts come from a column "
                            "(--text-pair-column)")
-    if not args.input and (args.text_column or args.text_pair_column):
+    if not args.input and any(columns):
         raise TextclsError("--text-column and --text-pair-column name columns of an --input file")
     output = Path(args.output) if args.output else None
-    common = dict(output=output, batch_size=args.batch_size, tokenizer=args.tokenizer)
+    attention, overrides = attention_from_args(args)
+    common = dict(output=output, batch_size=cfg.train.batch_size, tokenizer=cfg.tokenize.tokenizer,
+                  attention=attention, attention_overrides=overrides)
     if args.input:
-        rows = predict_files(Path(args.model_dir), Path(args.input), text_column=args.text_column,
-                             text_pair_column=args.text_pair_column, **common)
+        rows = predict_files(Path(args.model_dir), Path(args.input), text_column=columns[0],
+                             text_pair_column=columns[1], **common)
     elif args.texts:
         rows = predict_texts(Path(args.model_dir), args.texts, args.text_pair, **common)
     else:

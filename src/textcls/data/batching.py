@@ -44,6 +44,14 @@ class Collator:
                                f"padded; use a tokenizer that defines pad_token (all BERT-style ones do)")
         return cls(tokenizer.pad_token_id, padding=cfg.padding, max_length=cfg.max_length)
 
+    @classmethod
+    def for_model(cls, cfg: TokenizeConfig, tokenizer: "PreTrainedTokenizerFast", model: torch.nn.Module) -> "Collator":
+        """The collator of a model's batches, in training and inference alike: padding as `cfg` says, rounded up to
+        the multiple that the model's attention mechanism needs."""
+        collator = cls.from_config(cfg, tokenizer)
+        collator.pad_to_multiple_of = model.encoder.attention.seq_multiple_of
+        return collator
+
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         lengths = [len(row["input_ids"]) for row in rows]
         T = self.max_length if self.padding == "max_length" else max(lengths)
@@ -61,6 +69,8 @@ class Collator:
                  "attention_mask": torch.from_numpy(attention_mask.astype(np.int64))}
         if "label" in rows[0]:
             batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)  # (B,)
+        if "doc_id" in rows[0]:  # windows of chunked documents: which document each row is a window of
+            batch["doc_ids"] = torch.tensor([row["doc_id"] for row in rows], dtype=torch.long)  # (B,)
         return batch
 
 

@@ -26,8 +26,6 @@ def inspect_data(dsd: "DatasetDict", tokenizer: Optional["PreTrainedTokenizerFas
     Lengths count the characters of the text (both texts of a pair) and, with a tokenizer, the tokens of the whole
     example, special tokens included and nothing truncated, so that `over_max_length` is the share of examples that
     `max_length` would cut."""
-    if max_length < 1:
-        raise TextclsError(f"--max-length must be at least 1, got {max_length}")
     names = label_names(dsd)
     splits = {}
     for split, ds in dsd.items():

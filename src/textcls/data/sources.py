@@ -48,7 +48,6 @@ def load_data(cfg: DataConfig) -> "DatasetDict":
 
     if not cfg.data:
         raise TextclsError("no data given: pass --data SPEC (a folder or file, or a hub name such as 'imdb')")
-    _check_settings(cfg)
     raw = read_source(cfg.data, cfg.encoding)
     if "train" not in raw:
         raise TextclsError(f"{cfg.data!r} has no train split (it has: {', '.join(raw)}); name the training file "
@@ -96,31 +95,21 @@ def label_names(dsd: "DatasetDict") -> list[str]:
     return list(next(iter(dsd.values())).features["label"].names)
 
 
-def _check_settings(cfg: DataConfig) -> None:
-    for name in ("validation_fraction", "test_fraction"):
-        value = getattr(cfg, name)
-        if not 0 <= value < 1:
-            raise TextclsError(f"--{name.replace('_', '-')} {value} is not a share between 0 and 1")
-    if cfg.validation_fraction + cfg.test_fraction >= 1:
-        raise TextclsError(f"--validation-fraction {cfg.validation_fraction} and --test-fraction "
-                           f"{cfg.test_fraction} leave nothing of train; their sum must be below 1")
-    for name in ("max_train_samples", "max_eval_samples"):
-        value = getattr(cfg, name)
-        if value is not None and value < 1:
-            raise TextclsError(f"--{name.replace('_', '-')} {value} must be at least 1")
-    if cfg.label_names is not None and len(set(cfg.label_names)) != len(cfg.label_names):
-        raise TextclsError(f"--label-names {' '.join(cfg.label_names)} repeats a name; give each label one name")
-
-
 # ------------------------------------------------------------------------------------------- columns and texts
+
+def text_columns(have: list[str], text: Optional[str], pair: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """The text and pair columns of a table with columns `have`: `text` when named, else the first usual pair of
+    columns (`pair`, when named, must be its second), else the first usual text column (None if there is none)."""
+    if text is not None:
+        return text, pair
+    return next(((a, b) for a, b in PAIR_COLUMNS if a in have and b in have and pair in (None, b)),
+                (next((c for c in TEXT_COLUMNS if c in have), None), pair))
+
 
 def _pick_columns(cfg: DataConfig, train: RawSplit) -> Columns:
     """The text, pair and label columns: the ones named in `cfg`, else the first of the usual names in train."""
     have = train.table.column_names
-    text, pair = cfg.text_column, cfg.text_pair_column
-    if text is None:
-        text, pair = next(((a, b) for a, b in PAIR_COLUMNS if a in have and b in have and pair in (None, b)),
-                          (next((c for c in TEXT_COLUMNS if c in have), None), pair))
+    text, pair = text_columns(have, cfg.text_column, cfg.text_pair_column)
     label = cfg.label_column or next((c for c in LABEL_COLUMNS if c in have), None)
     for value, flag, usual in ((text, "--text-column", TEXT_COLUMNS), (label, "--label-column", LABEL_COLUMNS)):
         if value is None:

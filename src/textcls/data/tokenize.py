@@ -293,8 +293,6 @@ def tokenize_data(dsd: "DatasetDict", tokenizer: "PreTrainedTokenizerFast", cfg:
     loads the Arrow files instead of tokenizing."""
     from datasets import DatasetDict
 
-    if cfg.num_proc < 1:
-        raise TextclsError(f"--num-proc must be at least 1, got {cfg.num_proc}")
     cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
     cache = cache / "tokenized"
     encoders: dict[bool, tuple[ExampleEncoder, dict]] = {}  # single texts / pairs: the encoder, its settings

@@ -13,13 +13,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from textcls.config import AttentionOptions
 from textcls.errors import TextclsError
-from textcls.model.attention import build_attention
+from textcls.model.attention import (
+    AttentionInputs,
+    AttentionShape,
+    attention_options,
+    build_attention,
+)
 
 
 @dataclass
 class EncoderConfig:
-    """The architecture: what a checkpoint's config.json fixes, plus the attention mechanism and dropouts."""
+    """The architecture: what a checkpoint's config.json fixes, plus the attention mechanism and dropouts.
+    `max_positions` is the model's position table: the longest input it takes (a run's --max-length is at most
+    that)."""
     num_layers: int
     hidden_size: int
     num_heads: int
@@ -32,11 +40,21 @@ class EncoderConfig:
     hidden_dropout: float = 0.1
     attention_dropout: float = 0.0
     attention: str = "full"
+    attention_options: Optional[AttentionOptions] = None  # the mechanism's options; None: its defaults
     initializer_range: float = 0.02
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
             raise TextclsError(f"hidden size {self.hidden_size} is not a multiple of the {self.num_heads} heads")
+        if self.attention_options is None:
+            self.attention_options = attention_options(self.attention)
+        elif self.attention_options.mechanism != self.attention:
+            raise TextclsError(f"options of attention {self.attention_options.mechanism!r} given for attention "
+                               f"{self.attention!r}")
+
+    def attention_shape(self) -> AttentionShape:
+        return AttentionShape(num_heads=self.num_heads, head_size=self.hidden_size // self.num_heads,
+                              max_positions=self.max_positions, dropout=self.attention_dropout)
 
 
 @dataclass
@@ -72,8 +90,7 @@ class Block(nn.Module):
         super().__init__()
         C, self.num_heads = cfg.hidden_size, cfg.num_heads
         self.qkv = nn.Linear(C, 3 * C)  # query, key and value projections in one matmul
-        self.attn = build_attention(cfg.attention, cfg.num_heads, C // cfg.num_heads, cfg.max_positions,
-                                    cfg.attention_dropout)
+        self.attn = build_attention(cfg.attention_options, cfg.attention_shape())
         self.attn_out = nn.Linear(C, C)
         self.attn_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.mlp_in = nn.Linear(C, cfg.intermediate_size)
@@ -81,11 +98,13 @@ class Block(nn.Module):
         self.mlp_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
         self.drop = nn.Dropout(cfg.hidden_dropout)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         B, T, C = x.shape
         qkv = self.qkv(x).view(B, T, 3, self.num_heads, C // self.num_heads)  # (B, T, 3, nh, hs)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, nh, T, hs)
-        y = self.attn(q, k, v, key_padding_mask)  # (B, nh, T, hs)
+        if self.attn.shared_qk:  # Reformer: keys are the queries (the key projection stays, unused, for loading)
+            k = q
+        y = self.attn(q, k, v, inputs)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # heads side by side again
         x = self.attn_ln(x + self.drop(self.attn_out(y)))
         h = F.gelu(self.mlp_in(x))  # exact (erf) GELU, as BERT
@@ -100,25 +119,36 @@ class Encoder(nn.Module):
         self.config = cfg
         self.embeddings = Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
-        attn = self.blocks[0].attn
-        self.supports_padding_mask = attn.supports_padding_mask
-        self.pad_to_multiple_of = attn.seq_multiple_of  # for the collator: batches must be padded to this
+
+    @property
+    def attention(self):
+        """The mechanism (the same kind in every layer): its capabilities tell the collator how to pad."""
+        return self.blocks[0].attn
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+                token_type_ids: Optional[torch.Tensor] = None,
+                global_attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`global_attention_mask` (B, T), as Longformer's: which tokens are global, for mechanisms that have global
+        tokens (by default the mechanism decides, e.g. [CLS])."""
         # No mask for a batch without padding: the attention kernels are then at their fastest (flash on CUDA
         # takes no mask). One check per forward, not per layer.
+        attn = self.attention
         has_padding = attention_mask is not None and not bool(attention_mask.all())
         key_padding_mask = attention_mask.bool() if has_padding else None  # (B, T), True = real token
-        if has_padding and not self.supports_padding_mask:
-            raise TextclsError(f"attention {self.config.attention!r} cannot mask padding; pad nothing "
-                               f"(equal-length batches) or choose another mechanism")
-        if input_ids.shape[1] % self.pad_to_multiple_of:
-            raise TextclsError(f"attention {self.config.attention!r} needs batches padded to a multiple of "
-                               f"{self.pad_to_multiple_of} tokens, got {input_ids.shape[1]}")
+        if has_padding and not attn.supports_padding_mask:
+            raise TextclsError(f"attention {attn.name!r} cannot mask padding; pad nothing (equal-length batches) or "
+                               f"choose another mechanism")
+        if input_ids.shape[1] % attn.seq_multiple_of:
+            raise TextclsError(f"attention {attn.name!r} needs batches padded to a multiple of "
+                               f"{attn.seq_multiple_of} tokens, got {input_ids.shape[1]}")
+        if global_attention_mask is not None and not attn.global_tokens:
+            raise TextclsError(f"attention {attn.name!r} has no global tokens; leave out global_attention_mask")
+        inputs = attn.prepare(AttentionInputs(
+            key_padding_mask=key_padding_mask, token_type_ids=token_type_ids,
+            global_mask=None if global_attention_mask is None else global_attention_mask.bool()))
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         for block in self.blocks:
-            x = block(x, key_padding_mask)
+            x = block(x, inputs)
         return x
 
 
@@ -159,8 +189,9 @@ class BertClassifier(nn.Module):
         return self.classifier.out_features
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> ModelOutput:
-        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, C)
+                token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
+                global_attention_mask: Optional[torch.Tensor] = None) -> ModelOutput:
+        h = self.encoder(input_ids, attention_mask, token_type_ids, global_attention_mask)  # (B, T, C)
         if self.pooler is not None:
             pooled = torch.tanh(self.pooler(h[:, 0]))  # (B, C) from [CLS]
         elif attention_mask is None:
@@ -190,8 +221,9 @@ class BertMaskedLM(nn.Module):
         init_weights(self, cfg.initializer_range)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None,
-                token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> ModelOutput:
-        h = self.encoder(input_ids, attention_mask, token_type_ids)  # (B, T, C)
+                token_type_ids: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None,
+                global_attention_mask: Optional[torch.Tensor] = None) -> ModelOutput:
+        h = self.encoder(input_ids, attention_mask, token_type_ids, global_attention_mask)  # (B, T, C)
         if labels is None:
             return ModelOutput(logits=self._head(h))  # (B, T, V)
         predict = labels != -100  # (B, T)

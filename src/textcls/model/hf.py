@@ -5,7 +5,9 @@ the checkpoint is accounted for, every shape is checked, and what is left over o
 except the heads a model trains fresh (pooler, classifier, masked-LM head), which are reported.
 
 A saved textcls classifier IS a transformers folder (config.json, model.safetensors, tokenizer files) plus
-`textcls.json`, which holds what transformers has no field for (attention mechanism, pooling).
+`textcls.json`, which holds what transformers has no field for (attention mechanism and its options, pooling, the
+tokenize settings). A mechanism's own weights are saved as `bert.encoder.layer.N.attention.mechanism.*`: tensors
+transformers' BERT does not have, so it ignores them (and says so), and textcls reads them back.
 """
 
 from __future__ import annotations
@@ -36,6 +38,23 @@ _REDUNDANT = ("bert.embeddings.position_ids", "cls.predictions.decoder.weight", 
 _HEADS = ("bert.pooler.", "classifier.", "cls.")
 # textcls parameters that may start fresh when the checkpoint lacks them (a base model has no classifier).
 _FRESH_OK = ("pooler.", "classifier.", "transform.", "transform_ln.", "decoder_bias")
+# Where an attention mechanism's own weights go in the transformers layout, and its textcls name, for layer i.
+_MECHANISM = "bert.encoder.layer.{i}.attention.mechanism."
+_OURS_MECHANISM = "encoder.blocks.{i}.attn."
+
+
+def default_label_names(n: int) -> list[str]:
+    """transformers' names for the labels of a classifier without id2label: LABEL_0 .. LABEL_{n-1}."""
+    return [f"LABEL_{i}" for i in range(n)]
+
+
+def has_label_names(names: Optional[Sequence[str]]) -> bool:
+    """Whether a model's labels have names of their own (not None, not transformers' LABEL_i defaults)."""
+    return names is not None and list(names) != default_label_names(len(names))
+
+
+def _is_mechanism_weight(hf_name: str) -> bool:
+    return ".attention.mechanism." in hf_name
 
 
 # --------------------------------------------------------------------------------------------- config.json
@@ -70,7 +89,7 @@ def hf_label_names(hf: dict) -> Optional[list[str]]:
     id2label for its default labels: a sequence classifier without one has LABEL_0 .. LABEL_{num_labels-1}."""
     id2label = {int(i): str(n) for i, n in hf.get("id2label", {}).items()}
     if not id2label and any(a.endswith("ForSequenceClassification") for a in hf.get("architectures") or []):
-        return [f"LABEL_{i}" for i in range(hf.get("num_labels", 2))]
+        return default_label_names(hf.get("num_labels", 2))
     return [id2label[i] for i in sorted(id2label)] or None
 
 
@@ -110,6 +129,9 @@ def hf_names(model: nn.Module) -> dict[str, list[str]]:
             names[f"{ours}mlp_in.{p}"] = [f"{theirs}intermediate.dense.{p}"]
             names[f"{ours}mlp_out.{p}"] = [f"{theirs}output.dense.{p}"]
             names[f"{ours}mlp_ln.{p}"] = [f"{theirs}output.LayerNorm.{p}"]
+        mechanism = model.encoder.blocks[i].attn
+        for p, _ in mechanism.named_parameters():  # the mechanism's own weights (e.g. Linformer's projections)
+            names[_OURS_MECHANISM.format(i=i) + p] = [_MECHANISM.format(i=i) + p]
     heads = {"pooler": "bert.pooler.dense", "classifier": "classifier", "transform": "cls.predictions.transform.dense",
              "transform_ln": "cls.predictions.transform.LayerNorm"}
     for ours, theirs in heads.items():
@@ -118,7 +140,8 @@ def hf_names(model: nn.Module) -> dict[str, list[str]]:
                 names[f"{ours}.{p}"] = [f"{theirs}.{p}"]
     if isinstance(model, BertMaskedLM):
         names["decoder_bias"] = ["cls.predictions.bias"]
-    assert sorted(names) == sorted(n for n, _ in model.named_parameters()), "hf_names misses a parameter"
+    missed = sorted(set(n for n, _ in model.named_parameters()) - set(names))
+    assert not missed, f"hf_names does not map {missed}"
     return names
 
 
@@ -133,14 +156,6 @@ def _canonical(key: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- reading weights
-
-def weights_file(folder: Path) -> Path:
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / name).is_file():
-            return folder / name
-    raise TextclsError(f"model folder {str(folder)!r} has no weights (model.safetensors or pytorch_model.bin); "
-                       f"use --init random to start from random weights, or point at a complete folder")
-
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file, names canonical. `.bin` files are read with weights_only=True (no pickled code)."""
@@ -198,7 +213,8 @@ def load_hf_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
     missing, bad_shapes, loaded = [], [], {}
     for ours, theirs in hf_names(model).items():
         if not all(t in left for t in theirs):
-            (report.fresh if ours.startswith(_FRESH_OK) else missing).append(ours)
+            fresh_ok = ours.startswith(_FRESH_OK) or _is_mechanism_weight(theirs[0])
+            (report.fresh if fresh_ok else missing).append(ours)
             continue
         tensor = torch.cat([left.pop(t) for t in theirs])  # q, k, v stacked as our fused qkv
         want = params[ours].shape
@@ -208,8 +224,10 @@ def load_hf_state(model: nn.Module, state: dict[str, torch.Tensor], source: str,
         if tensor.shape != want:
             bad_shapes.append(f"{'+'.join(theirs)} {tuple(tensor.shape)} (model: {ours} {tuple(want)})")
         loaded[ours] = tensor
-    unknown = sorted(k for k in left if not k.startswith(_HEADS))
-    report.unused += sorted(k for k in left if k.startswith(_HEADS))
+    # Heads, and another mechanism's weights (a Linformer model loaded with full attention), are not errors.
+    unused = [k for k in left if k.startswith(_HEADS) or _is_mechanism_weight(k)]
+    unknown = sorted(k for k in left if k not in unused)
+    report.unused += sorted(unused)
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} tensors: {', '.join(missing)}")
@@ -259,7 +277,9 @@ def _save_folder(model: nn.Module, path: str | Path, hf_cfg: Any, tokenizer: Any
     from safetensors.torch import save_file
 
     differences = transformers_differences(model)
-    extra = {"format_version": FORMAT_VERSION, "attention": model.encoder.config.attention, **extra,
+    cfg = model.encoder.config
+    extra = {"format_version": FORMAT_VERSION, "attention": cfg.attention,
+             "attention_options": asdict(cfg.attention_options), **extra,
              "transformers_equivalent": not differences, "differences": differences,
              "tokenize": None if tokenize_cfg is None else asdict(tokenize_cfg)}
     with atomic_dir(path) as tmp:

@@ -11,6 +11,7 @@ from textcls.data.sources import label_names, load_data
 from textcls.data.tokenize import default_tokenizer_name, load_tokenizer, tokenize_data
 
 if TYPE_CHECKING:
+    import torch
     from datasets import DatasetDict
     from torch.utils.data import DataLoader
     from transformers import PreTrainedTokenizerFast
@@ -23,28 +24,30 @@ class PreparedData:
     label_names: list[str]
     tokenize_cfg: TokenizeConfig
     num_workers: int = 0
-    pad_to_multiple_of: int = 1  # what the attention mechanism needs; set once the model is built
 
-    def collator(self) -> Collator:
-        collator = Collator.from_config(self.tokenize_cfg, self.tokenizer)
-        collator.pad_to_multiple_of = self.pad_to_multiple_of
-        return collator
+    def collator(self, model: "torch.nn.Module"):
+        """The collator of `model`'s batches (padded as its attention mechanism needs)."""
+        return Collator.for_model(self.tokenize_cfg, self.tokenizer, model)
 
     def labelled_splits(self) -> list[str]:
         """Splits with a label on every row (validation and test usually; not unsupervised)."""
         return [s for s, ds in self.tokenized.items()
                 if s != "train" and "label" in ds.column_names and len(ds) and min(ds["label"]) >= 0]
 
-    def train_loader(self, batch_size: int, seed: int, group_by_length: bool) -> "DataLoader":
+    def train_loader(self, batch_size: int, seed: int, group_by_length: bool, collator) -> "DataLoader":
         """Shuffled (and length-grouped) training batches of `batch_size` examples, in an order fixed by (seed, epoch).
-        Under several processes `batch_size` is the global batch: accelerate gives each process its slice."""
-        return make_dataloader(self.tokenized["train"], batch_size, self.collator(), shuffle=True,
-                               group_by_length=group_by_length, seed=seed, num_workers=self.num_workers)
+        Under several processes `batch_size` is the global batch: accelerate gives each process its slice. Windows
+        of chunked documents train as examples of their own, with their document's label."""
+        train = self.tokenized["train"]
+        if "doc_id" in train.column_names:
+            train = train.remove_columns("doc_id")
+        return make_dataloader(train, batch_size, collator, shuffle=True, group_by_length=group_by_length, seed=seed,
+                               num_workers=self.num_workers)
 
-    def eval_loader(self, split: str, batch_size: int) -> "DataLoader":
+    def eval_loader(self, split: str, batch_size: int, collator) -> "DataLoader":
         """Length-sorted batches (the least padding; metrics do not depend on the order), global as in training."""
-        return make_dataloader(self.tokenized[split], batch_size, self.collator(), shuffle=False,
-                               group_by_length=True, num_workers=self.num_workers)
+        return make_dataloader(self.tokenized[split], batch_size, collator, shuffle=False, group_by_length=True,
+                               num_workers=self.num_workers)
 
 
 def prepare_training_data(cfg: RunConfig) -> PreparedData:

@@ -23,13 +23,18 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from textcls.config import RunConfig, TrainConfig
+from textcls.device import make_accelerator, no_gpu
 from textcls.errors import TextclsError
+from textcls.metrics import classification_metrics, is_better
 from textcls.train import rundir
 from textcls.train.checkpoint import load_training_state, rng_state, save_training_state
-from textcls.train.metrics import classification_metrics, is_better
 
 if TYPE_CHECKING:
-    from textcls.model import LoadReport
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from textcls.model import LoadReport, ModelSource
     from textcls.train.data import PreparedData
 
 log = logging.getLogger("textcls")
@@ -38,36 +43,6 @@ DEFAULT_WARMUP_RATIO = 0.06
 
 
 # ------------------------------------------------------------------------------------------------- settings
-
-def check_train_config(tc: TrainConfig) -> None:
-    """Reject training settings that cannot work, before anything is loaded or written."""
-    def bad(flag: str, value, need: str) -> TextclsError:
-        return TextclsError(f"--{flag.replace('_', '-')} must be {need}, got {value}")
-
-    for name in ("epochs", "batch_size", "gradient_accumulation_steps", "logging_steps", "max_steps", "eval_steps",
-                 "save_steps", "save_total_limit", "eval_batch_size", "early_stopping_patience"):
-        value = getattr(tc, name)
-        if value is not None and value < 1:
-            raise bad(name, value, "at least 1")
-    for name in ("learning_rate", "weight_decay", "adam_epsilon", "num_workers"):
-        if getattr(tc, name) < 0:
-            raise bad(name, getattr(tc, name), "at least 0")
-    for name in ("adam_beta1", "adam_beta2"):
-        if not 0 <= getattr(tc, name) < 1:
-            raise bad(name, getattr(tc, name), "within [0, 1)")
-    if tc.max_grad_norm is not None and tc.max_grad_norm < 0:
-        raise bad("max_grad_norm", tc.max_grad_norm, "at least 0 (0: no clipping)")
-    if tc.warmup_steps is not None and tc.warmup_ratio is not None:
-        raise TextclsError(f"give --warmup-steps ({tc.warmup_steps}) or --warmup-ratio ({tc.warmup_ratio}), not both")
-    if tc.warmup_steps is not None and tc.warmup_steps < 0:
-        raise bad("warmup_steps", tc.warmup_steps, "at least 0")
-    if tc.warmup_ratio is not None and not 0 <= tc.warmup_ratio <= 1:
-        raise bad("warmup_ratio", tc.warmup_ratio, "within [0, 1]")
-    if tc.eval_strategy == "steps" and tc.eval_steps is None:
-        raise TextclsError("--eval-strategy steps needs --eval-steps N")
-    if tc.early_stopping_patience is not None and tc.eval_strategy == "no":
-        raise TextclsError("--early-stopping-patience needs evaluations: set --eval-strategy epoch or steps")
-
 
 def warmup_steps(tc: TrainConfig, total_steps: int) -> int:
     """--warmup-steps as given (the practice's num_warmup_steps), else --warmup-ratio (default 0.06) of all steps."""
@@ -83,39 +58,6 @@ def adamw(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=tc.learning_rate, betas=(tc.adam_beta1, tc.adam_beta2), eps=tc.adam_epsilon)
-
-
-def resolve_mixed_precision(choice: str) -> str:
-    """"auto": bf16 on a GPU that has it, else fp32. bf16 autocast also runs on a CPU; fp16 needs a GPU."""
-    if choice == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    if choice == "fp16" and not torch.cuda.is_available():
-        raise TextclsError("--mixed-precision fp16 needs a GPU; use bf16 or no on a CPU")
-    return choice
-
-
-def no_gpu() -> bool:
-    """accelerate runs several processes on CPUs (gloo) only when told `cpu=True`: without it, processes that
-    torchrun starts on a machine without a GPU would each train alone."""
-    return not (torch.cuda.is_available() or torch.backends.mps.is_available())
-
-
-def make_accelerator(tc: TrainConfig, run_dir: Path):
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, GradientState
-    from accelerate.utils import DataLoaderConfiguration, is_tensorboard_available
-
-    if tc.tensorboard and not is_tensorboard_available():
-        raise TextclsError("--tensorboard needs the tensorboard package: pip install tensorboard (or install "
-                           "textcls[tensorboard]), or leave out --tensorboard")
-    # accelerate keeps one state per process and refuses a second precision; a second run in the same process (a
-    # sweep, a notebook) starts afresh. The distributed setup (PartialState) stays.
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    return Accelerator(cpu=no_gpu(), mixed_precision=resolve_mixed_precision(tc.mixed_precision),
-                       gradient_accumulation_steps=tc.gradient_accumulation_steps,
-                       dataloader_config=DataLoaderConfiguration(split_batches=True),
-                       log_with="tensorboard" if tc.tensorboard else None, project_dir=str(run_dir))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -153,9 +95,32 @@ class TrainState:
 
 
 class Trainer:
-    """Fine-tunes a classifier as `cfg` says, keeping everything in `run_dir`."""
+    """Fine-tunes a classifier as `cfg` says, keeping everything in `run_dir`.
+
+    setup() builds everything below, in this order, and creates (or reopens) the run directory; train() runs the
+    loop and calls finish(). A recipe for another model (pretrain.py) overrides the methods of "the model"."""
 
     logged_metrics = ("loss", "accuracy", "macro_f1")  # what metrics.jsonl and the summary keep of an evaluation
+
+    # Made by setup(), in this order:
+    model_source: "ModelSource"  # where the model's architecture and weights come from (checked first)
+    accelerator: "Accelerator"
+    data: "PreparedData"  # tokenized splits, tokenizer, label names
+    load_report: "LoadReport"  # what loading the initial weights did
+    model: torch.nn.Module  # prepared by accelerate (DDP-wrapped under several processes)
+    train_loader: "DataLoader"
+    train_sampler: object  # the loader's batch sampler: set_epoch goes here (see _epoch_batches)
+    eval_loaders: dict[str, "DataLoader"]  # by split: validation during training, --eval-splits at the end
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR  # stepped once per optimizer step
+    total_steps: int
+    state: TrainState  # saved in every checkpoint
+    metrics_log: rundir.MetricsLog
+    # Made by train():
+    bar: "tqdm"
+    window_loss: torch.Tensor  # (,) on the device: the batch losses since the last log, summed without host syncs
+    lr: float  # the learning rate of the last optimizer step
+    clock: float  # when the current stretch of training (without evaluation and checkpointing) began
 
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool = False):
         self.cfg, self.tc, self.run_dir, self.resume = cfg, cfg.train, Path(run_dir), resume
@@ -168,9 +133,18 @@ class Trainer:
     def build_model(self) -> tuple[torch.nn.Module, "LoadReport"]:
         from textcls.model import build_classifier
         return build_classifier(self.cfg.model, self.data.label_names, max_length=self.cfg.tokenize.max_length,
-                                source=self.model_source)
+                                source=self.model_source, attention=self.cfg.attention)
 
-    def make_eval_loaders(self, batch_size: int) -> dict:
+    def check_model(self) -> None:
+        """Fail at once on the model's files and on lengths it cannot take, before the data is read and tokenized
+        (minutes on a large dataset); build_model then uses what was found."""
+        from textcls.model import encoder_config, find_model
+
+        mc = self.cfg.model
+        self.model_source = find_model(mc.model, mc.init)
+        encoder_config(mc, self.model_source, self.cfg.tokenize.max_length, self.cfg.attention)
+
+    def make_eval_loaders(self, batch_size: int, collator) -> dict:
         """Loaders of the labelled splits that are evaluated: validation (during training) and --eval-splits."""
         tc, labelled = self.tc, self.data.labelled_splits()
         if tc.eval_strategy != "no" and "validation" not in labelled:
@@ -181,7 +155,7 @@ class Trainer:
             log.warning("--eval-splits: %s not among the labelled splits (%s); not evaluated", ", ".join(missing),
                         ", ".join(labelled))
         wanted = [s for s in labelled if s in tc.eval_splits or (s == "validation" and tc.eval_strategy != "no")]
-        return {s: self.accelerator.prepare(self.data.eval_loader(s, batch_size)) for s in wanted}
+        return {s: self.accelerator.prepare(self.data.eval_loader(s, batch_size, collator)) for s in wanted}
 
     def evaluate(self, split: str) -> dict:
         """Metrics of the current model on a labelled split; every process gets the same numbers."""
@@ -198,35 +172,28 @@ class Trainer:
         fail on bad input fails before a new run directory exists."""
         from transformers import get_linear_schedule_with_warmup
 
-        from textcls.model import encoder_config, find_model
-
         tc = self.tc
-        check_train_config(tc)
-        # The model's files and its positions are checked before the data is read and tokenized (minutes on a large
-        # dataset), so that a mistake in them fails at once; build_model then uses what was found.
-        mc = self.cfg.model
-        self.model_source = find_model(mc.model, mc.init)
-        encoder_config(mc, self.model_source, self.cfg.tokenize.max_length)
+        self.check_model()
         acc = self.accelerator = make_accelerator(tc, self.run_dir)
         with acc.main_process_first():  # the main process tokenizes; the others then find the cache
             self.data = self.prepare_data()
         seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
         model, self.load_report = self.build_model()
-        self.data.pad_to_multiple_of = model.encoder.pad_to_multiple_of
 
         P = acc.num_processes
-        train_loader = self.data.train_loader(tc.batch_size * P, seed=tc.seed, group_by_length=tc.group_by_length)
+        collator = self.data.collator(model)  # padded as the model's attention mechanism needs
+        train_loader = self.data.train_loader(tc.batch_size * P, tc.seed, tc.group_by_length, collator)
         if len(train_loader) == 0:
             raise TextclsError(f"the training split of {self.cfg.data.data!r} is empty")
-        self.train_sampler = train_loader.batch_sampler  # set_epoch goes here (see _epoch_batches)
-        self.eval_loaders = self.make_eval_loaders((tc.eval_batch_size or 2 * tc.batch_size) * P)
+        self.train_sampler = train_loader.batch_sampler
+        self.eval_loaders = self.make_eval_loaders((tc.eval_batch_size or 2 * tc.batch_size) * P, collator)
         self.optimizer = adamw(model, tc)
         self.model, self.optimizer, self.train_loader = acc.prepare(model, self.optimizer, train_loader)
 
         # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would step it once per
         # process, which changes the schedule with the process count.
-        self.steps_per_epoch = math.ceil(len(self.train_loader) / tc.gradient_accumulation_steps)
-        self.total_steps = tc.max_steps or tc.epochs * self.steps_per_epoch
+        steps_per_epoch = math.ceil(len(self.train_loader) / tc.gradient_accumulation_steps)
+        self.total_steps = tc.max_steps or tc.epochs * steps_per_epoch
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, warmup_steps(tc, self.total_steps),
                                                          self.total_steps)
         self.state = TrainState(num_processes=P)
@@ -266,53 +233,72 @@ class Trainer:
         """Run the training loop to the end (or early stop) and return the summary."""
         from tqdm.auto import tqdm
 
-        acc, tc, st = self.accelerator, self.tc, self.state
-        bar = tqdm(total=self.total_steps, initial=st.step, desc="training", unit="step", dynamic_ncols=True,
-                   disable=not acc.is_local_main_process or not log.isEnabledFor(logging.INFO))
-        # (,) on the device: summing there saves a host sync per batch
+        acc, st = self.accelerator, self.state
+        self.bar = tqdm(total=self.total_steps, initial=st.step, desc="training", unit="step", dynamic_ncols=True,
+                        disable=not acc.is_local_main_process or not log.isEnabledFor(logging.INFO))
         self.window_loss = torch.tensor(st.window_loss, dtype=torch.float32, device=acc.device)
-        stop = st.step >= self.total_steps
-        while not stop:
+        done = st.step >= self.total_steps
+        while not done:
             self.model.train()
-            clock = time.perf_counter()
+            self.clock = time.perf_counter()
             for batch in self._epoch_batches():
-                with acc.accumulate(self.model):
-                    loss = self.model(**batch).loss
-                    acc.backward(loss)
-                    self.window_loss += loss.detach()
-                    if acc.sync_gradients:
-                        self._check_finite()  # before the optimizer step: a NaN never reaches the weights
-                        grad_norm = acc.clip_grad_norm_(self.model.parameters(), tc.max_grad_norm or math.inf)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                st.batch_in_epoch += 1
-                st.window_batches += 1
-                st.window_examples += batch["input_ids"].shape[0] * acc.num_processes
-                if not acc.sync_gradients:
-                    continue
-                lr = self.scheduler.get_last_lr()[0]  # the rate this step used
-                if not acc.optimizer_step_was_skipped:  # fp16 skips steps with overflowed gradients
-                    self.scheduler.step()
-                st.step += 1
-                bar.update(1)
-                end_of_epoch = st.batch_in_epoch == len(self.train_loader)
-                if end_of_epoch:
-                    st.epoch, st.batch_in_epoch = st.epoch + 1, 0
-                st.window_seconds += time.perf_counter() - clock
-                stop = st.step >= self.total_steps
-                if st.step % tc.logging_steps == 0 or stop:
-                    self._log_train(lr, grad_norm, bar)
-                evaluate = tc.eval_strategy != "no" and (stop or (tc.eval_strategy == "epoch" and end_of_epoch) or
-                                                        (tc.eval_strategy == "steps" and st.step % tc.eval_steps == 0))
-                if evaluate:
-                    stop = self._evaluate_and_track() or stop
-                if evaluate or stop or (tc.save_steps and st.step % tc.save_steps == 0):
-                    self.save_checkpoint()
-                if stop:
-                    break
-                clock = time.perf_counter()  # evaluating and checkpointing are not training time
-        bar.close()
+                grad_norm = self.train_batch(batch)
+                if grad_norm is not None:  # an optimizer step was taken
+                    done = self.after_optimizer_step(grad_norm)
+                    if done:
+                        break
+        self.bar.close()
         return self.finish()
+
+    def train_batch(self, batch: dict) -> Optional[torch.Tensor]:
+        """Forward and backward on one batch; at the end of an accumulation, clip and step the optimizer and the
+        schedule. Returns the gradient norm when an optimizer step was taken, else None."""
+        acc, st = self.accelerator, self.state
+        grad_norm = None
+        with acc.accumulate(self.model):
+            loss = self.model(**batch).loss
+            acc.backward(loss)
+            self.window_loss += loss.detach()
+            if acc.sync_gradients:
+                self._check_finite()  # before the optimizer step: a NaN never reaches the weights
+                grad_norm = acc.clip_grad_norm_(self.model.parameters(), self.tc.max_grad_norm or math.inf)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        st.batch_in_epoch += 1
+        st.window_batches += 1
+        st.window_examples += batch["input_ids"].shape[0] * acc.num_processes
+        if not acc.sync_gradients:
+            return None
+        self.lr = self.scheduler.get_last_lr()[0]  # the rate this step used
+        if not acc.optimizer_step_was_skipped:  # fp16 skips steps with overflowed gradients
+            self.scheduler.step()
+        st.step += 1
+        if st.batch_in_epoch == len(self.train_loader):
+            st.epoch, st.batch_in_epoch = st.epoch + 1, 0
+        return grad_norm
+
+    def after_optimizer_step(self, grad_norm: torch.Tensor) -> bool:
+        """What follows each optimizer step, in order: progress, log, evaluate, checkpoint. True when training is
+        over (the last step, or early stopping)."""
+        st, tc = self.state, self.tc
+        self.bar.update(1)
+        st.window_seconds += time.perf_counter() - self.clock
+        done = st.step >= self.total_steps
+        if st.step % tc.logging_steps == 0 or done:
+            self._log_train(grad_norm)
+        evaluate = self._evaluation_due(done)
+        if evaluate:
+            done = self._evaluate_and_track() or done
+        if evaluate or done or (tc.save_steps and st.step % tc.save_steps == 0):
+            self.save_checkpoint()
+        self.clock = time.perf_counter()  # evaluating and checkpointing are not training time
+        return done
+
+    def _evaluation_due(self, last_step: bool) -> bool:
+        tc, st = self.tc, self.state
+        end_of_epoch = st.batch_in_epoch == 0  # the step just taken ended an epoch
+        return tc.eval_strategy != "no" and (last_step or (tc.eval_strategy == "epoch" and end_of_epoch) or
+                                             (tc.eval_strategy == "steps" and st.step % tc.eval_steps == 0))
 
     def _epoch_batches(self):
         """The training batches of epoch `state.epoch` from batch `state.batch_in_epoch` on (a resumed run starts
@@ -338,13 +324,13 @@ class Trainer:
                            f"the run stopped before that step changed the weights, and {kept}. Start again with a "
                            f"lower --learning-rate, clipping (--max-grad-norm), or --mixed-precision no")
 
-    def _log_train(self, lr: float, grad_norm: torch.Tensor, bar) -> None:
+    def _log_train(self, grad_norm: torch.Tensor) -> None:
         acc, st = self.accelerator, self.state
         mean_loss = acc.reduce(self.window_loss, "mean").item() / st.window_batches
-        record = {"kind": "train", "step": st.step, "epoch": self._epochs_done(), "loss": mean_loss, "lr": lr,
+        record = {"kind": "train", "step": st.step, "epoch": self._epochs_done(), "loss": mean_loss, "lr": self.lr,
                   "grad_norm": float(grad_norm), "examples_per_s": st.window_examples / st.window_seconds}
         self._log(record)
-        bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", ex_s=f"{record['examples_per_s']:.0f}")
+        self.bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{self.lr:.2e}", ex_s=f"{record['examples_per_s']:.0f}")
         st.train_seconds += st.window_seconds
         st.examples += st.window_examples
         self.window_loss.zero_()
@@ -444,18 +430,27 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate_loader(accelerator, model, loader, label_names: list[str]) -> dict:
-    """Run `model` over `loader` and compute the metrics on the gathered logits (padding duplicates dropped)."""
+    """Run `model` over `loader` and compute the metrics on the gathered logits (padding duplicates dropped); windows
+    of chunked documents are averaged per document first, so that documents are counted, not windows."""
+    from textcls.infer.model import document_labels, mean_by_document
+
     model.eval()
-    all_logits, all_labels = [], []
+    all_logits, all_labels, all_docs = [], [], []
     start = time.perf_counter()
     for batch in loader:
         labels = batch.pop("labels")
+        docs = batch.pop("doc_ids", torch.zeros_like(labels))  # (B,)
         logits = model(**batch).logits
-        logits, labels = accelerator.gather_for_metrics((logits.float(), labels))
+        logits, labels, docs = accelerator.gather_for_metrics((logits.float(), labels, docs))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
+        all_docs.append(docs.cpu())
     seconds = time.perf_counter() - start
-    metrics = classification_metrics(torch.cat(all_logits), torch.cat(all_labels), label_names)
+    logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+    if "doc_id" in loader.dataset.column_names:
+        docs = torch.cat(all_docs)
+        logits, labels = mean_by_document(logits, docs), torch.from_numpy(document_labels(labels.numpy(), docs.numpy()))
+    metrics = classification_metrics(logits, labels, label_names)
     metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
     return metrics
 

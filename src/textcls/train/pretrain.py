@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from textcls.config import PretrainConfig, RunConfig
+from textcls.config import PRETRAIN_FIXED, RunConfig
 from textcls.data.batching import Collator
 from textcls.data.sources import load_data
 from textcls.data.tokenize import default_tokenizer_name, load_tokenizer, tokenize_data
@@ -47,9 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("textcls")
 
 HELD_OUT = ("validation", "test")  # never pretrained on unless named: validation measures, test is the final exam
-# Training settings that pretraining fixes (`pretrain` sets them; `textcls pretrain` has no flags for them): its one
-# metric is the MLM loss, and it evaluates nothing at the end (no test; the best validation loss is known).
-FIXED_TRAIN_SETTINGS = {"metric_for_best": "loss", "eval_splits": []}
 
 
 # ------------------------------------------------------------------------------------------------- masking
@@ -90,8 +87,8 @@ class PretrainingData(PreparedData):
     mlm_probability: float = 0.15
     seed: int = 0
 
-    def collator(self) -> MaskingCollator:
-        return MaskingCollator(super().collator(), self.tokenizer, self.mlm_probability, self.seed)
+    def collator(self, model: torch.nn.Module) -> MaskingCollator:
+        return MaskingCollator(super().collator(model), self.tokenizer, self.mlm_probability, self.seed)
 
 
 def pretraining_splits(dsd: "DatasetDict", wanted: Optional[list[str]], data: str) -> list[str]:
@@ -124,7 +121,9 @@ def prepare_pretraining_data(cfg: RunConfig) -> PretrainingData:
     tokenizer = load_tokenizer(default_tokenizer_name(cfg.tokenize, cfg.model))
     needed = [s for s in dsd if s in splits or (evaluates and s == "validation")]
     tokenized = tokenize_data(DatasetDict({s: dsd[s] for s in needed}), tokenizer, cfg.tokenize)
-    texts = {s: tokenized[s].remove_columns("label") for s in needed}
+    # Labels are not needed, nor which document a window of a chunked text comes from.
+    texts = {s: tokenized[s].remove_columns([c for c in ("label", "doc_id") if c in tokenized[s].column_names])
+             for s in needed}
     train = concatenate_datasets([texts[s] for s in splits])  # load_data leaves no split empty
     log.info("pretraining on %d texts (%s)%s", len(train), ", ".join(f"{s} {len(texts[s]):,}" for s in splits),
              f"; MLM loss on validation ({len(texts['validation']):,})" if evaluates else "")
@@ -164,24 +163,17 @@ def mlm_metrics(accelerator, model: torch.nn.Module, loader) -> dict:
 
 # ------------------------------------------------------------------------------------------------- the recipe
 
-def check_pretrain_config(pc: PretrainConfig) -> None:
-    if not 0 < pc.mlm_probability < 1:
-        raise TextclsError(f"--mlm-probability must be between 0 and 1 (exclusive), got {pc.mlm_probability}; "
-                           f"BERT masks 0.15")
-
-
 class PretrainTrainer(Trainer):
     """The training loop of Trainer on a masked LM: the MLM loss is both the objective and the evaluation."""
 
     logged_metrics = ("loss", "perplexity")
 
     def prepare_data(self) -> PretrainingData:
-        check_pretrain_config(self.cfg.pretrain)
         return prepare_pretraining_data(self.cfg)
 
     def build_model(self) -> tuple[torch.nn.Module, LoadReport]:
         model, report = build_masked_lm(self.cfg.model, max_length=self.cfg.tokenize.max_length,
-                                        source=self.model_source)
+                                        source=self.model_source, attention=self.cfg.attention)
         vocab = len(self.data.tokenizer)
         if vocab > model.encoder.config.vocab_size:
             raise TextclsError(f"tokenizer {self.data.tokenizer.name_or_path!r} has {vocab} tokens, more than the "
@@ -189,10 +181,10 @@ class PretrainTrainer(Trainer):
                                f"model's own tokenizer (leave out --tokenizer) or one with its vocabulary")
         return model, report
 
-    def make_eval_loaders(self, batch_size: int) -> dict:
+    def make_eval_loaders(self, batch_size: int, collator) -> dict:
         if "validation" not in self.data.tokenized:  # --eval-strategy no
             return {}
-        return {"validation": self.accelerator.prepare(self.data.eval_loader("validation", batch_size))}
+        return {"validation": self.accelerator.prepare(self.data.eval_loader("validation", batch_size, collator))}
 
     def evaluate(self, split: str) -> dict:
         return mlm_metrics(self.accelerator, self.model, self.eval_loaders[split])
@@ -204,6 +196,6 @@ class PretrainTrainer(Trainer):
 def pretrain(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:
     """Pretrain `cfg.model` with masked-LM on the texts of `cfg.data` (splits: cfg.pretrain.splits) into a new run
     directory, or continue the one at `resume`, as `textcls.train.loop.train` does; returns the summary. The
-    exported RUN/model is a transformers BertForMaskedLM folder. cfg's FIXED_TRAIN_SETTINGS are replaced."""
-    cfg = RunConfig.from_dict({"train": copy.deepcopy(FIXED_TRAIN_SETTINGS)}, base=cfg)
+    exported RUN/model is a transformers BertForMaskedLM folder. cfg's PRETRAIN_FIXED settings are replaced."""
+    cfg = RunConfig.from_dict({"train": copy.deepcopy(PRETRAIN_FIXED)}, base=cfg)
     return run_recipe(PretrainTrainer, cfg, output, resume)

@@ -84,7 +84,8 @@ def sweep(cfg: RunConfig, grid: dict[str, list]) -> dict:
     and the main process writes the sweep's files."""
     from accelerate import PartialState
 
-    from textcls.train.loop import no_gpu, train
+    from textcls.device import no_gpu
+    from textcls.train.loop import train
     from textcls.train.plots import plot_sweep
     from textcls.train.rundir import METRICS, MetricsLog
 

@@ -1,19 +1,23 @@
-"""Attention mechanisms, chosen by name from a strict registry: `build_attention("full", ...)`.
+"""Attention mechanisms, chosen by name from a strict registry: `build_attention("sliding", options, shape)`.
 
-A mechanism is one file in this folder: a config dataclass (its own hyperparameters, on top of `AttentionConfig`) and
-a module registered with `@register_attention(name, ConfigClass)`. Every file here is imported (and so registered)
+A mechanism is one file in this folder: its options (a dataclass subclassing `AttentionOptions`, fields named after
+the mechanism, so `sliding_window` is the flag `--sliding-window` and the config key `attention.sliding_window`) and
+a module registered with `@register_attention(name, OptionsClass)`. Every file here is imported (and so registered)
 with this package. Every mechanism has the same call signature
 
-    forward(q, k, v, key_padding_mask) -> out
+    prepare(inputs) -> inputs          once per forward, shared by every layer (e.g. which tokens are global)
+    forward(q, k, v, inputs) -> out
         q, k, v, out: (B, nh, T, hs)
-        key_padding_mask: (B, T) bool, True = real token; None when the batch has no padding
+        inputs: AttentionInputs (the key padding mask, token types, global tokens)
 
-The projections to q, k, v and back live in the transformer block: a mechanism only mixes values across positions.
-What a mechanism can do is declared as class attributes, checked once when the model is built.
+The projections to q, k, v and back live in the transformer block: a mechanism mixes values across positions, and may
+hold weights of its own (saved and loaded with the model). What a mechanism can do is declared as class attributes,
+checked once when the model is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -22,55 +26,91 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from textcls.config import AttentionOptions, flag_name
 from textcls.errors import TextclsError
 
 
 @dataclass
-class AttentionConfig:
-    """What every mechanism is given; a mechanism's own config subclasses this and adds fields with defaults."""
+class AttentionShape:
+    """What every mechanism is built for: the model's dimensions, not the run's."""
     num_heads: int
     head_size: int
-    max_length: int  # the longest sequence the model is built for (fixed-size projections such as Linformer's need it)
+    max_positions: int  # the longest sequence the model takes (its position table): fixed-size projections need it
     dropout: float = 0.0  # on the attention probabilities, in training only
 
 
+@dataclass
+class AttentionInputs:
+    """What a mechanism gets besides q, k and v; made once per forward by the encoder, completed by the mechanism's
+    `prepare`, and passed to every layer."""
+    key_padding_mask: Optional[torch.Tensor] = None  # (B, T) bool, True = real token; None: the batch has no padding
+    token_type_ids: Optional[torch.Tensor] = None  # (B, T) segment of each token (0: first text, 1: second)
+    global_mask: Optional[torch.Tensor] = None  # (B, T) bool, True = a global token (mechanisms that have them)
+
+
 class Attention(nn.Module):
-    """Base of every mechanism: its capabilities, as class attributes (an instance may refine them from its config)."""
+    """Base of every mechanism: its capabilities, as class attributes (an instance may refine them from its options)."""
 
     name: str = ""  # set by register_attention
     supports_padding_mask: bool = True  # padded keys get no weight; if False, batches must not be padded
-    seq_multiple_of: int = 1  # sequence lengths must be a multiple of this (block-wise mechanisms)
+    seq_multiple_of: int = 1  # batches are padded to a multiple of this (by the collator the model asks for)
     exact: bool = False  # computes BERT's full softmax attention, so an export computes the same in transformers
+    shared_qk: bool = False  # queries and keys are one projection (Reformer's LSH): the block passes k = q
+    global_tokens: bool = False  # uses AttentionInputs.global_mask (set by `prepare`, or given to the model)
 
-    def __init__(self, config: AttentionConfig):
+    def __init__(self, shape: AttentionShape, options: AttentionOptions):
         super().__init__()
-        self.config = config
+        self.shape = shape
+        self.options = options
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def prepare(self, inputs: AttentionInputs) -> AttentionInputs:
+        """Per-forward work shared by all layers (called on the first layer's mechanism)."""
+        return inputs
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         raise NotImplementedError
 
     @classmethod
+    def check_options(cls, options: AttentionOptions, shape: AttentionShape, max_length: int) -> None:
+        """Raise a TextclsError when these options cannot work for inputs of up to `max_length` tokens on a model
+        of this shape (the run's length, not the model's positions). The base checks the padded length fits."""
+        padded = -(-max_length // cls.seq_multiple_of) * cls.seq_multiple_of
+        if padded > shape.max_positions:
+            raise TextclsError(f"attention {cls.name!r} pads batches to a multiple of {cls.seq_multiple_of} tokens: "
+                               f"--max-length {max_length} becomes {padded}, more than the model's "
+                               f"{shape.max_positions} positions; lower --max-length to "
+                               f"{shape.max_positions // cls.seq_multiple_of * cls.seq_multiple_of} or add "
+                               f"--extend-positions")
+
+    @classmethod
     def full_limit(cls, seq_len: int) -> Optional[dict]:
-        """Config fields under which this mechanism must equal full attention on sequences of `seq_len` tokens
-        (e.g. a window at least as long as the sequence), or None if it has no such limit. The tests use it."""
+        """Options under which this mechanism must equal full attention on sequences of `seq_len` tokens (e.g. a
+        window at least as long as the sequence), or None if it has no such limit. The tests use it."""
         return None
 
 
-_REGISTRY: dict[str, tuple[type[Attention], type[AttentionConfig]]] = {}
+_REGISTRY: dict[str, tuple[type[Attention], type[AttentionOptions]]] = {}
 
 
-def register_attention(name: str, config_class: type[AttentionConfig]) -> Callable[[type[Attention]], type[Attention]]:
-    """Class decorator: `@register_attention("full", FullAttentionConfig) class FullAttention(Attention): ...`."""
+def register_attention(name: str,
+                       options_class: type[AttentionOptions]) -> Callable[[type[Attention]], type[Attention]]:
+    """Class decorator: `@register_attention("sliding", SlidingOptions) class SlidingAttention(Attention): ...`."""
     def register(cls: type[Attention]) -> type[Attention]:
         # Programming errors, not user errors: they fail at import, before anyone runs a command.
         if name in _REGISTRY:
             raise ValueError(f"attention {name!r} is registered twice ({_REGISTRY[name][0].__name__}, {cls.__name__})")
-        if not (issubclass(cls, Attention) and issubclass(config_class, AttentionConfig)):
+        if not (issubclass(cls, Attention) and issubclass(options_class, AttentionOptions)):
             raise TypeError(f"attention {name!r}: {cls.__name__} must subclass Attention and "
-                            f"{config_class.__name__} AttentionConfig")
+                            f"{options_class.__name__} AttentionOptions")
+        if "mechanism" in vars(options_class):
+            raise ValueError(f"attention {name!r}: {options_class.__name__} already belongs to "
+                             f"{options_class.mechanism!r}; give each mechanism its own options class")
+        for f in dataclasses.fields(options_class):
+            if not f.name.startswith(f"{name}_"):  # flags are named after their mechanism, and unique
+                raise ValueError(f"attention {name!r}: option {f.name!r} must start with {name + '_'!r}")
         cls.name = name
-        _REGISTRY[name] = (cls, config_class)
+        options_class.mechanism = name
+        _REGISTRY[name] = (cls, options_class)
         return cls
     return register
 
@@ -79,8 +119,9 @@ def attention_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def attention_class(name: str) -> tuple[type[Attention], type[AttentionConfig]]:
-    """The mechanism registered as `name` and its config class; an unknown name is a TextclsError listing the known."""
+def attention_class(name: str) -> tuple[type[Attention], type[AttentionOptions]]:
+    """The mechanism registered as `name` and its options class; an unknown name is a TextclsError listing the
+    known ones."""
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -89,21 +130,40 @@ def attention_class(name: str) -> tuple[type[Attention], type[AttentionConfig]]:
 
 
 def describe_attention() -> list[dict]:
-    """Every registered mechanism with its capabilities and the first line of its docstring."""
-    return [{"name": name, "exact": cls.exact, "supports_padding_mask": cls.supports_padding_mask,
-             "seq_multiple_of": cls.seq_multiple_of, "description": (cls.__doc__ or "").strip().splitlines()[0]}
-            for name, (cls, _) in sorted(_REGISTRY.items())]
+    """Every registered mechanism with its capabilities, options (flag, default, help) and the first line of its
+    docstring."""
+    out = []
+    for name, (cls, options_class) in sorted(_REGISTRY.items()):
+        options = [{"flag": flag_name(f.name), "key": f"attention.{f.name}", "default": f.default,
+                    "help": f.metadata["help"]} for f in dataclasses.fields(options_class)]
+        out.append({"name": name, "exact": cls.exact, "supports_padding_mask": cls.supports_padding_mask,
+                    "seq_multiple_of": cls.seq_multiple_of, "shared_qk": cls.shared_qk,
+                    "global_tokens": cls.global_tokens, "options": options,
+                    "description": (cls.__doc__ or "").strip().splitlines()[0]})
+    return out
 
 
-def build_attention(name: str, num_heads: int, head_size: int, max_length: int, dropout: float = 0.0) -> Attention:
-    """Build mechanism `name` and check, once, that its capabilities fit the model being built."""
-    cls, config_class = attention_class(name)
-    mechanism = cls(config_class(num_heads=num_heads, head_size=head_size, max_length=max_length, dropout=dropout))
-    m, r = mechanism.seq_multiple_of, max_length % mechanism.seq_multiple_of
-    if r:
-        raise TextclsError(f"attention {name!r} needs sequence lengths that are a multiple of {m}; --max-length "
-                           f"{max_length} is not (use {max_length - r} or {max_length - r + m})")
-    return mechanism
+def attention_options(name: str, values: Optional[dict] = None) -> AttentionOptions:
+    """Options of mechanism `name` from a dict of its fields (a saved textcls.json), checked; None: its defaults."""
+    from textcls.config import section_from_dict
+    return section_from_dict(attention_class(name)[1], values or {})
+
+
+def override_attention(saved: AttentionOptions, name: Optional[str] = None,
+                       options: Optional[dict] = None) -> AttentionOptions:
+    """A model's attention `saved`, run with mechanism `name` (None: the same) and `options` on top: on the saved
+    options when the mechanism stays, else on the new mechanism's defaults. An option of another mechanism is an
+    error."""
+    from textcls.config import section_from_dict
+
+    name = name or saved.mechanism
+    return section_from_dict(attention_class(name)[1], options or {}, saved if name == saved.mechanism else None)
+
+
+def build_attention(options: AttentionOptions, shape: AttentionShape) -> Attention:
+    """Build the mechanism that `options` belong to, for a model of this shape."""
+    cls, _ = attention_class(options.mechanism)
+    return cls(shape, options)
 
 
 # Import every mechanism file in this folder: each registers itself, so adding one is adding one file.

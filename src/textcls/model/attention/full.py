@@ -18,27 +18,25 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from textcls.model.attention import Attention, AttentionConfig, register_attention
+from textcls.config import AttentionOptions
+from textcls.model.attention import Attention, AttentionInputs, register_attention
 
 
 @dataclass
-class FullAttentionConfig(AttentionConfig):
-    pass
+class FullOptions(AttentionOptions):
+    """Full attention has no options."""
 
 
-@register_attention("full", FullAttentionConfig)
+@register_attention("full", FullOptions)
 class FullAttention(Attention):
     """Every token attends to every real token (BERT); fused SDPA kernels."""
 
-    supports_padding_mask = True
-    seq_multiple_of = 1
     exact = True
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                key_padding_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         # (B, T) -> (B, 1, 1, T): broadcast over heads and queries; True = may be attended to (SDPA's convention too)
-        mask = None if key_padding_mask is None else key_padding_mask[:, None, None, :]
-        p = self.config.dropout if self.training else 0.0
+        mask = None if inputs.key_padding_mask is None else inputs.key_padding_mask[:, None, None, :]
+        p = self.shape.dropout if self.training else 0.0
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hs)
 
     @classmethod

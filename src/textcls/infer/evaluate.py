@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
 
-from textcls.config import DataConfig, TrainConfig
+from textcls.config import DataConfig
 from textcls.errors import TextclsError
 
 log = logging.getLogger("textcls")
@@ -18,7 +19,9 @@ log = logging.getLogger("textcls")
 def model_label_ids(data_labels: list[str], model_labels: list[str], data: str) -> np.ndarray:
     """For each label id of the data, the model's output id. Labels are matched by name. A model whose labels
     are transformers' defaults (LABEL_0, LABEL_1, ...) has no names to match: the data's ids are taken as they are."""
-    if model_labels == [f"LABEL_{i}" for i in range(len(model_labels))]:
+    from textcls.model.hf import has_label_names
+
+    if not has_label_names(model_labels):
         if len(data_labels) > len(model_labels):
             raise TextclsError(f"{data!r} has {len(data_labels)} labels ({', '.join(data_labels)}) but the model has "
                                f"{len(model_labels)} outputs")
@@ -36,22 +39,24 @@ def model_label_ids(data_labels: list[str], model_labels: list[str], data: str) 
 
 
 def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", batch_size: int = 64,
-                   tokenizer: Optional[str] = None, cache_dir: Optional[str] = None) -> dict:
+                   tokenizer: Optional[str] = None, cache_dir: Optional[str] = None,
+                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> dict:
     """Accuracy, macro-F1, per-class precision/recall, confusion matrix, loss and examples/s of the model at
-    `model_path` (a run directory or a model folder) on `split` of `data_cfg.data`, tokenized as in training.
-    Carved splits (validation; test of per-class files) are those of training when the data flags are the same.
-    The tokenized split is cached in `cache_dir` (default: ~/.cache/textcls)."""
+    `model_path` (a run directory or a model folder) on `split` of `data_cfg.data`, tokenized as in training
+    (with `attention`, another mechanism or other options). Carved splits (validation; test of per-class files) are
+    those of training when the data flags are the same. The tokenized split is cached in `cache_dir` (default:
+    ~/.cache/textcls): the same rows as training's, so a run's own test split is found there."""
+    import dataclasses
+
     from datasets import DatasetDict
 
-    from textcls.data.batching import Collator, make_dataloader
+    from textcls.data.batching import lengths_of
     from textcls.data.sources import label_names, load_data
     from textcls.data.tokenize import tokenize_data
-    from textcls.train.loop import evaluate_loader, make_accelerator
-    from textcls.train.predict import load_trained
+    from textcls.infer.model import document_labels, load_trained
+    from textcls.metrics import classification_metrics
 
-    if batch_size < 1:
-        raise TextclsError(f"--batch-size must be at least 1, got {batch_size}")
-    trained = load_trained(model_path, tokenizer)
+    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides)
     dsd = load_data(data_cfg)
     if split not in dsd:
         raise TextclsError(f"{data_cfg.data!r} has no split {split!r}; it has: {', '.join(dsd)}")
@@ -60,12 +65,14 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     if (labels < 0).any():
         raise TextclsError(f"split {split!r} of {data_cfg.data!r} has rows without a label; evaluate needs labels "
                            f"(use `textcls predict` for unlabelled texts)")
-    ds = dsd[split].remove_columns("label").add_column("label", to_model[labels])
     tokenize_cfg = dataclasses.replace(trained.tokenize_cfg, cache_dir=cache_dir)
-    tokenized = tokenize_data(DatasetDict({split: ds}), trained.tokenizer, tokenize_cfg)[split]
-    collator = Collator(trained.tokenizer.pad_token_id, pad_to_multiple_of=trained.model.encoder.pad_to_multiple_of)
-    # In full precision, whatever an earlier run in this process used: the metrics of the weights as they are.
-    accelerator = make_accelerator(TrainConfig(mixed_precision="no"), trained.folder)
-    loader = accelerator.prepare(make_dataloader(tokenized, batch_size, collator, shuffle=False, group_by_length=True))
-    metrics = evaluate_loader(accelerator, accelerator.prepare(trained.model), loader, trained.label_names)
+    tokenized = tokenize_data(DatasetDict({split: dsd[split]}), trained.tokenizer, tokenize_cfg)[split]
+    start = time.perf_counter()
+    logits = trained.forward(tokenized, lengths_of(tokenized), batch_size)  # (documents, num_labels)
+    seconds = time.perf_counter() - start
+    columns = tokenized.with_format("numpy")
+    doc_ids = columns["doc_id"][:] if "doc_id" in tokenized.column_names else None
+    labels = to_model[document_labels(columns["label"][:], doc_ids)]
+    metrics = classification_metrics(logits, torch.from_numpy(labels), trained.label_names)
+    metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
     return {"model": str(trained.folder), "data": data_cfg.data, "split": split, **metrics}

@@ -1,0 +1,132 @@
+"""Files of texts to predict, and files of predictions: the formats `textcls predict` reads and writes.
+
+Inputs: .txt (one text per line), .csv, .tsv, .jsonl, .parquet (the text column, and a pair column if there is one,
+detected as `load_data` detects them, or named). Outputs: .jsonl, .csv, .tsv, .txt (one label per line), written
+beside and renamed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
+
+from textcls.data.readers import read_table
+from textcls.data.sources import TEXT_COLUMNS, text_columns
+from textcls.errors import TextclsError
+from textcls.io import atomic_write_text
+
+log = logging.getLogger("textcls")
+
+INPUT_FORMATS = (".txt", ".csv", ".tsv", ".jsonl", ".parquet")
+OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".txt")
+
+
+# --------------------------------------------------------------------------------------------- input files
+
+def read_inputs(path: Path, text_column: Optional[str] = None,
+                text_pair_column: Optional[str] = None) -> tuple[list[str], Optional[list[str]]]:
+    """Texts (and second texts) from an input file. Blank lines of a .txt file are skipped; in a table the text
+    column is detected as in `load_data` (pairs first) unless named, and an empty text is an error."""
+    if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
+        raise TextclsError(f"input file {str(path)!r} {problem}; give a {', '.join(INPUT_FORMATS)} file")
+    if path.suffix not in INPUT_FORMATS:
+        raise TextclsError(f"input file {str(path)!r}: unknown format {path.suffix!r}; use one of "
+                           f"{', '.join(INPUT_FORMATS)}")
+    if path.suffix == ".txt":
+        if text_column or text_pair_column:
+            raise TextclsError("a .txt input has one text per line and no columns; use a .csv, .tsv or .jsonl file "
+                               "for --text-column / --text-pair-column")
+        texts, pairs = _read_lines(path), None
+    else:
+        texts, pairs = _read_columns(path, text_column, text_pair_column)
+    if not texts:
+        raise TextclsError(f"input file {str(path)!r} is empty: it holds no text to predict")
+    return texts, pairs
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:  # split on line feeds only: splitlines() would also cut a text at a form feed or U+2028
+        lines = [line.removesuffix("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+    except UnicodeDecodeError as e:
+        raise TextclsError(f"input file {str(path)!r} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    texts = [line for line in lines if line.strip()]
+    blank = sum(1 for line in lines[:-1] if not line.strip())  # the last "line" is what follows the final newline
+    if blank:
+        log.info("%s: skipped %d blank lines", path, blank)
+    return texts
+
+
+def _read_columns(path: Path, text_column: Optional[str],
+                  text_pair_column: Optional[str]) -> tuple[list[str], Optional[list[str]]]:
+    table = read_table(path, "utf-8") if path.stat().st_size else None
+    if table is None or table.num_rows == 0:
+        raise TextclsError(f"input file {str(path)!r} is empty: it has no rows")
+    have = table.column_names
+    if text_column is None:
+        text_column, text_pair_column = text_columns(have, None, text_pair_column)
+        if text_column is None:
+            raise TextclsError(f"input file {str(path)!r} has none of the usual text columns "
+                               f"({', '.join(TEXT_COLUMNS)}); its columns are: {', '.join(have)}; name one with "
+                               f"--text-column")
+    columns = {}
+    for name, flag in ((text_column, "--text-column"), (text_pair_column, "--text-pair-column")):
+        if name is None:
+            continue
+        if name not in have:
+            raise TextclsError(f"column {name!r} ({flag}) is not in {str(path)!r}; its columns are: "
+                               f"{', '.join(have)}")
+        values = table[name].cast(pa.string()).to_pylist()  # numbers read as text, not as missing
+        empty = [i for i, t in enumerate(values) if t is None or not t.strip()]
+        if empty:
+            raise TextclsError(f"{len(empty)} rows of {str(path)!r} have an empty text in column {name!r} (first: "
+                               f"row {empty[0]}); fill them in or remove them")
+        columns[flag] = values
+    return columns["--text-column"], columns.get("--text-pair-column")
+
+
+# --------------------------------------------------------------------------------------------- output files
+
+def check_output(path: Path) -> None:
+    """Fail on an output format we cannot write, before any work is done."""
+    if path.suffix not in OUTPUT_FORMATS:
+        raise TextclsError(f"output file {str(path)!r}: unknown format {path.suffix!r}; use one of "
+                           f"{', '.join(OUTPUT_FORMATS)}")
+    if path.is_dir():
+        raise TextclsError(f"output file {str(path)!r} is a folder; give a file name")
+
+
+def write_predictions(rows: list[dict], path: Path, label_names: list[str]) -> None:
+    """.jsonl: one object per row; .csv/.tsv: text, [text_pair,] label, p_<label>...; .txt: one label per line.
+    Written beside and renamed, so a failure leaves no half file."""
+    check_output(path)
+    if path.suffix == ".jsonl":
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    elif path.suffix == ".txt":
+        text = "".join(r["label"] + "\n" for r in rows)
+    else:
+        pair = ["text_pair"] if rows and "text_pair" in rows[0] else []
+        table = [["text", *pair, "label", *(f"p_{n}" for n in label_names)]]
+        table += [[r["text"], *(r[c] for c in pair), r["label"],
+                   *(f"{r['probabilities'][n]:.6f}" for n in label_names)] for r in rows]
+        text = _tsv(table) if path.suffix == ".tsv" else _csv(table)
+    atomic_write_text(path, text)
+
+
+def _csv(table: list[list[str]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(table)
+    return buf.getvalue()
+
+
+def _tsv(table: list[list[str]]) -> str:
+    """TSV as GLUE writes it and `read_table` reads it: no quoting, so a tab or line break inside a text becomes
+    a space."""
+    return "".join("\t".join(re.sub(r"[\t\r\n]", " ", cell) for cell in row) + "\n" for row in table)

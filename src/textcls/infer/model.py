@@ -1,0 +1,141 @@
+"""A trained classifier, ready for inference: loaded with its tokenizer and the settings it was trained with, and
+the one batched forward that evaluate, predict (and later serve and distillation) use.
+
+The forward sorts the rows by length (the least padding), runs them in batches, and gives the logits back in input
+order; windows of chunked documents (rows with a `doc_id`) are averaged into one row per document.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import numpy as np
+import torch
+
+from textcls.config import TokenizeConfig, section_from_dict
+from textcls.errors import TextclsError
+
+if TYPE_CHECKING:
+    from textcls.data.batching import Collator
+    from textcls.data.tokenize import ExampleEncoder
+
+log = logging.getLogger("textcls")
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module
+    tokenizer: object
+    label_names: list[str]
+    tokenize_cfg: TokenizeConfig
+    folder: Path
+    _encoders: dict = field(default_factory=dict, repr=False)
+
+    def encoder(self, pair: bool) -> "ExampleEncoder":
+        """The ExampleEncoder for single texts or pairs, made once: texts are tokenized as in training."""
+        from textcls.data.tokenize import ExampleEncoder
+
+        if pair not in self._encoders:
+            self._encoders[pair] = ExampleEncoder(self.tokenizer, self.tokenize_cfg, pair)
+        return self._encoders[pair]
+
+    def collator(self) -> "Collator":
+        from textcls.data.batching import Collator
+        return Collator.for_model(self.tokenize_cfg, self.tokenizer, self.model)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def logits(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
+               batch_size: int = 64) -> torch.Tensor:
+        """Logits (N, num_labels) for `texts` (and their `pairs`), tokenized as in training, in the input order."""
+        encoded = self.encoder(pair=pairs is not None)(texts, pairs)
+        rows = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
+        return self.forward(rows, encoded["length"], batch_size)
+
+    @torch.inference_mode()
+    def forward(self, rows: Sequence[dict], lengths: Sequence[int], batch_size: int) -> torch.Tensor:
+        """Logits for tokenized rows (a list of dicts or a tokenized Dataset: input_ids, token_type_ids, and doc_id
+        for windows of chunked documents), one row per document, in input order. Batches are length-sorted."""
+        from torch.utils.data import DataLoader
+
+        from textcls.data.batching import restore_order, sorted_batches
+
+        batches = sorted_batches(lengths, batch_size)
+        loader = DataLoader(rows, batch_sampler=batches, collate_fn=self.collator())
+        model, device = self.model.eval(), self.device
+        logits, doc_ids = [], []
+        for batch in loader:
+            batch.pop("labels", None)
+            if "doc_ids" in batch:
+                doc_ids.append(batch.pop("doc_ids"))
+            inputs = {k: v.to(device) for k, v in batch.items()}  # (b, T) each
+            logits.append(model(**inputs).logits.float().cpu())  # (b, num_labels)
+        out = restore_order(batches, torch.cat(logits))
+        if doc_ids:
+            out = mean_by_document(out, restore_order(batches, torch.cat(doc_ids)))
+        return out
+
+
+def mean_by_document(logits: torch.Tensor, doc_ids: torch.Tensor) -> torch.Tensor:
+    """(N windows, C) logits, (N,) document ids 0..D-1 → (D, C): each document's mean over its windows."""
+    num_docs = int(doc_ids.max()) + 1 if len(doc_ids) else 0
+    sums = torch.zeros(num_docs, logits.shape[1], dtype=logits.dtype).index_add_(0, doc_ids, logits)  # (D, C)
+    counts = torch.bincount(doc_ids, minlength=num_docs).clamp(min=1).unsqueeze(1)  # (D, 1)
+    return sums / counts
+
+
+def model_folder(path: Path) -> Path:
+    """A run directory's exported model, or the folder itself; either must hold weights."""
+    from textcls.hub import weights_file
+    from textcls.train.rundir import MODEL, is_run_dir
+
+    if not path.exists():
+        raise TextclsError(f"model {str(path)!r} does not exist; give a run directory or an exported model folder")
+    if is_run_dir(path):
+        if not (path / MODEL).is_dir():
+            raise TextclsError(f"run {str(path)!r} has no exported model yet (it did not finish); resume it with "
+                               f"`textcls train --resume {path}`")
+        path = path / MODEL
+    if path.is_dir():
+        weights_file(path)
+    return path
+
+
+def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[torch.device] = None,
+                 attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> TrainedModel:
+    """A classifier folder (a textcls run or its exported model, or a transformers BERT classifier) ready for
+    inference, with its own tokenizer unless `tokenizer` names another (for a folder saved without one), and its
+    own attention unless `attention` names another mechanism or `attention_overrides` other options."""
+    from textcls.data.tokenize import has_tokenizer, load_tokenizer
+    from textcls.device import default_device
+    from textcls.model import load_classifier
+    from textcls.model.hf import TEXTCLS_JSON, read_json
+
+    folder = model_folder(Path(path))
+    if tokenizer is None and not has_tokenizer(folder):
+        raise TextclsError(f"model folder {str(folder)!r} holds no tokenizer (tokenizer.json or vocab.txt); give the "
+                           f"one it was trained with, e.g. --tokenizer minilm-l6 (the bert-* presets' vocabulary)")
+    model, label_names, _ = load_classifier(folder, attention=attention, attention_overrides=attention_overrides)
+    saved = read_json(folder / TEXTCLS_JSON).get("tokenize") if (folder / TEXTCLS_JSON).is_file() else None
+    if saved:
+        tokenize_cfg = section_from_dict(TokenizeConfig, saved)
+    else:  # a transformers folder: texts are cut to what the model can see, from the head, as transformers does
+        tokenize_cfg = TokenizeConfig(max_length=model.encoder.config.max_positions)
+    # The machine that trained the model kept its tokenized data there; here the default cache is the place.
+    tokenize_cfg.cache_dir, tokenize_cfg.num_proc = None, 1
+    model.to(device or default_device()).eval()
+    return TrainedModel(model, load_tokenizer(tokenizer or str(folder)), label_names, tokenize_cfg, folder)
+
+
+def document_labels(labels: np.ndarray, doc_ids: Optional[np.ndarray]) -> np.ndarray:
+    """One label per document: the rows' labels as they are, or for windows the label of each document's windows."""
+    if doc_ids is None:
+        return labels
+    out = np.empty(int(doc_ids.max()) + 1 if len(doc_ids) else 0, dtype=labels.dtype)
+    out[doc_ids] = labels
+    return out

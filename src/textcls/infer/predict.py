@@ -1,0 +1,70 @@
+"""`textcls predict`: labels and probabilities for new texts, from arguments or files.
+
+Texts are tokenized exactly as in training (the TokenizeConfig saved in textcls.json), run in batches sorted by
+length (least padding), and returned in the input order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from textcls.data.files import check_output, read_inputs, write_predictions
+from textcls.errors import TextclsError
+from textcls.infer.model import TrainedModel, load_trained
+
+
+def _check_texts(texts: Sequence[str], pairs: Optional[Sequence[str]]) -> None:
+    if not texts:
+        raise TextclsError("nothing to predict: give one or more texts")
+    if pairs is not None and len(pairs) != len(texts):
+        raise TextclsError(f"{len(texts)} texts but {len(pairs)} second texts; give one --text-pair per text")
+
+
+def predict_probabilities(trained: TrainedModel, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
+                          batch_size: int = 64) -> torch.Tensor:
+    """Class probabilities (N, num_labels) for `texts` (and their `pairs`), in the input order."""
+    _check_texts(texts, pairs)
+    return trained.logits(texts, pairs, batch_size).softmax(-1)
+
+
+def prediction_rows(texts: Sequence[str], pairs: Optional[Sequence[str]], probs: torch.Tensor,
+                    label_names: list[str]) -> list[dict]:
+    """One dict per text: text, [text_pair,] label (the most probable) and probabilities {label: p}."""
+    best = probs.argmax(-1).tolist()
+    out = []
+    for i, p in enumerate(probs.tolist()):
+        row = {"text": texts[i]} | ({"text_pair": pairs[i]} if pairs is not None else {})
+        out.append(row | {"label": label_names[best[i]], "probabilities": dict(zip(label_names, p))})
+    return out
+
+
+def predict_texts(model_path: Path, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
+                  batch_size: int = 64, output: Optional[Path] = None, tokenizer: Optional[str] = None,
+                  attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> list[dict]:
+    """Label and probabilities for each text (or pair), in order; also written to `output` when given. Every
+    check on the arguments comes before the model is loaded."""
+    _check_texts(texts, pairs)
+    if output is not None:
+        check_output(output)
+    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides)
+    rows = prediction_rows(texts, pairs, predict_probabilities(trained, texts, pairs, batch_size),
+                           trained.label_names)
+    if output is not None:
+        write_predictions(rows, output, trained.label_names)
+    return rows
+
+
+def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = None,
+                  text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
+                  batch_size: int = 64, tokenizer: Optional[str] = None,
+                  attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> list[dict]:
+    """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file."""
+    if output is not None:
+        check_output(output)
+        if output.resolve() == input_path.resolve():
+            raise TextclsError(f"--output {str(output)!r} is the --input file; write the predictions elsewhere")
+    texts, pairs = read_inputs(input_path, text_column, text_pair_column)
+    return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides)
