@@ -23,8 +23,7 @@ run() {  # run NAME SECONDS TRAIN-FLAGS...
   echo "$name rc=$rc wall=$((SECONDS - start)) s" | tee -a "$OUT/runs.txt"
 }
 
-run minilm-l6 170 --model "$MINILM" --max-length 512 --epochs 3 --batch-size 32 --learning-rate 5e-5 \
-  --mixed-precision bf16 --logging-steps 50
+run minilm-l6 170 --config "$(dirname "$0")/../recipes/imdb-minilm-gpu.yaml" --model "$MINILM"
 TINY="--model bert-tiny --init random --tokenizer $MINILM --max-length 512 --batch-size 32 --logging-steps 50 --epochs 3"
 run tiny-mean-lr1e-3 "$LIMIT" $TINY --pooling mean --learning-rate 1e-3
 run tiny-cls-lr1e-3 "$LIMIT" $TINY --pooling cls --learning-rate 1e-3

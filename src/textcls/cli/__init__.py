@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Callable
 
@@ -55,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not sys.stderr.isatty():
+        # Progress bars written to a log file or a pipe: a frame every few seconds, not dozens a second. tqdm reads
+        # TQDM_* defaults when it is imported, so before any handler imports it (datasets' bars follow too).
+        os.environ.setdefault("TQDM_MININTERVAL", "5")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",

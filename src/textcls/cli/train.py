@@ -119,7 +119,17 @@ def _add_run_arguments(p: argparse.ArgumentParser, sections: tuple[str, ...], ex
 
 
 def _train_config(args: argparse.Namespace):
-    cfg = config_from_args(args)
+    from textcls.config import RunConfig
+    from textcls.train.rundir import is_run_dir
+
+    base = None
+    if args.config and is_run_dir(Path(args.config).parent):
+        # Another run's config.json, reused for a new run: not into that run's folder, nor under its name.
+        base = RunConfig.load(args.config)
+        base.train.output, base.train.name = None, None
+        logging.getLogger("textcls").info("settings from run %s; this run gets its own folder (--output names it)",
+                                          Path(args.config).parent)
+    cfg = config_from_args(args, base=base)
     if not cfg.data.data:
         raise TextclsError("no data: give --data SPEC (a folder, a file or a hub dataset name), or a --config "
                            "that sets data.data")
