@@ -5,7 +5,6 @@ Tolerance: 1e-5 absolute, float32, eval mode, over real (unpadded) token positio
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import torch
@@ -80,13 +79,17 @@ def test_random_init_of_a_preset_needs_no_download():
     assert (cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size) == (4, 256, 4, 1024)
 
 
-def test_pretrained_weights_offline_fail_at_once_naming_the_ways_out(monkeypatch, tmp_path):
+def test_pretrained_weights_offline_fail_at_once_naming_the_ways_out(monkeypatch, tmp_path, network_attempts):
+    import huggingface_hub
     from huggingface_hub import constants
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))  # nothing cached, whatever this machine holds
-    start = time.monotonic()
+    downloads, snapshot_download = [], huggingface_hub.snapshot_download
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, **kwargs: downloads.append(repo_id) or snapshot_download(repo_id, **kwargs))
     with pytest.raises(TextclsError) as e:
         build_classifier(ModelConfig(model="bert-tiny"), LABELS, max_length=128)
-    assert time.monotonic() - start < 5
+    assert downloads == ["google/bert_uncased_L-2_H-128_A-2"]  # one look in the cache, not tried again
+    assert network_attempts == []  # no request to the hub, so no timeout and no retries
     msg = str(e.value)
     assert "google/bert_uncased_L-2_H-128_A-2" in msg and "local folder" in msg and "--init random" in msg
 

@@ -12,15 +12,12 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from _train_fixture import cli_error, cli_json
-from _train_fixture import hf_classifier, hf_classifier_named, small_imdb, trained_run  # noqa: F401
 
 from textcls.cli import main
 
 
-def evaluate(capsys, tmp_path, model, data, *flags) -> dict:
-    return cli_json(capsys, "evaluate", str(model), "--data", str(data), "--cache-dir", str(tmp_path / "cache"),
-                    *flags)
+def evaluate(cli, tmp_path, model, data, *flags) -> dict:
+    return cli.json("evaluate", str(model), "--data", str(data), "--cache-dir", str(tmp_path / "cache"), *flags)
 
 
 def direct_metrics(folder, texts: list[str], labels: list[int]) -> dict:
@@ -40,11 +37,11 @@ def direct_metrics(folder, texts: list[str], labels: list[int]) -> dict:
             "loss": F.cross_entropy(logits, torch.tensor(labels)).item()}
 
 
-def test_metrics_equal_a_direct_computation(hf_classifier, small_imdb, tmp_path, capsys):
+def test_metrics_equal_a_direct_computation(hf_classifier, small_imdb, tmp_path, cli):
     """A transformers folder (labels LABEL_0, LABEL_1: unnamed, so IMDB's ids 0, 1 are its outputs 0, 1)."""
     test = pd.read_parquet(small_imdb / "test.parquet")
     ref = direct_metrics(hf_classifier, test.text.tolist(), test.label.astype(int).tolist())
-    m = evaluate(capsys, tmp_path, hf_classifier, small_imdb)
+    m = evaluate(cli, tmp_path, hf_classifier, small_imdb)
     assert m["split"] == "test" and m["examples"] == len(test) == 60
     assert 0.2 < ref["accuracy"] < 0.8 and min(min(row) for row in ref["confusion_matrix"]) > 0  # every cell counts
     assert m["accuracy"] == pytest.approx(ref["accuracy"]) and m["macro_f1"] == pytest.approx(ref["macro_f1"])
@@ -63,12 +60,12 @@ def assert_same_metrics(a: dict, b: dict) -> None:
     assert [a[k] for k in keys] == pytest.approx([b[k] for k in keys])
 
 
-def test_named_labels_match_by_name(hf_classifier, hf_classifier_named, small_imdb, tmp_path, capsys):
+def test_named_labels_match_by_name(hf_classifier, hf_classifier_named, small_imdb, tmp_path, cli):
     """A model with labels neg, pos: IMDB's integer labels need names, and names in another order map by name."""
-    err = cli_error(capsys, "evaluate", str(hf_classifier_named), "--data", str(small_imdb))
+    err = cli.error("evaluate", str(hf_classifier_named), "--data", str(small_imdb))
     assert "labels '0', '1' of" in err and "--label-names neg pos" in err
-    unnamed = evaluate(capsys, tmp_path, hf_classifier, small_imdb)
-    named = evaluate(capsys, tmp_path, hf_classifier_named, small_imdb, "--label-names", "neg", "pos")
+    unnamed = evaluate(cli, tmp_path, hf_classifier, small_imdb)
+    named = evaluate(cli, tmp_path, hf_classifier_named, small_imdb, "--label-names", "neg", "pos")
     assert list(named["per_class"]) == ["neg", "pos"]
     assert_same_metrics(named, unnamed)
 
@@ -77,25 +74,25 @@ def test_named_labels_match_by_name(hf_classifier, hf_classifier_named, small_im
     for split in ("train", "test"):
         df = pd.read_parquet(small_imdb / f"{split}.parquet")
         df.assign(label=df.label.map({0: "neg", 1: "pos"})).to_parquet(strings / f"{split}.parquet")
-    reordered = evaluate(capsys, tmp_path, hf_classifier_named, strings, "--label-names", "pos", "neg")
+    reordered = evaluate(cli, tmp_path, hf_classifier_named, strings, "--label-names", "pos", "neg")
     assert_same_metrics(reordered, unnamed)
 
 
-def test_run_dir_and_exported_folder_give_the_run_s_own_test_metrics(trained_run, small_imdb, tmp_path, capsys):
+def test_run_dir_and_exported_folder_give_the_run_s_own_test_metrics(trained_run, small_imdb, tmp_path, cli):
     """The same data flags give the same carved splits and rows as in training, tokenized with the run's max
     length (64): the metrics equal those the run computed at its end."""
     summary = json.loads((trained_run / "summary.json").read_text())["metrics"]["test"]
     for model in (trained_run, trained_run / "model"):
-        m = evaluate(capsys, tmp_path, model, small_imdb)
+        m = evaluate(cli, tmp_path, model, small_imdb)
         assert m["model"] == str(trained_run / "model")
         assert m["examples"] == summary["examples"] and m["confusion_matrix"] == summary["confusion_matrix"]
         assert m["loss"] == pytest.approx(summary["loss"], abs=1e-6)
-    m = cli_json(capsys, "evaluate", str(trained_run), "--split", "validation")  # the run's own data settings
+    m = cli.json("evaluate", str(trained_run), "--split", "validation")  # the run's own data settings
     assert m["split"] == "validation" and m["examples"] == 4  # 10% of the 40 train rows, carved as in training
-    assert "no data given" in cli_error(capsys, "evaluate", str(trained_run / "model"))
+    assert "no data given" in cli.error("evaluate", str(trained_run / "model"))
 
 
-def test_run_started_elsewhere_with_a_relative_data_path(trained_run, small_imdb, tmp_path, monkeypatch, capsys):
+def test_run_started_elsewhere_with_a_relative_data_path(trained_run, small_imdb, tmp_path, monkeypatch, cli):
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     config = json.loads((run / "config.json").read_text())
     config["data"]["data"] = os.path.relpath(small_imdb, tmp_path / "elsewhere")  # the run was started there
@@ -103,8 +100,8 @@ def test_run_started_elsewhere_with_a_relative_data_path(trained_run, small_imdb
     here = tmp_path / "one" / "level" / "deeper"  # the relative path leads nowhere from here
     here.mkdir(parents=True)
     monkeypatch.chdir(here)
-    assert "does not exist from here" in cli_error(capsys, "evaluate", str(run))
-    assert cli_json(capsys, "evaluate", str(run), "--data", str(small_imdb))["examples"] > 0
+    assert "does not exist from here" in cli.error("evaluate", str(run))
+    assert cli.json("evaluate", str(run), "--data", str(small_imdb))["examples"] > 0
 
 
 def test_human_output(trained_run, small_imdb, tmp_path, capsys):
@@ -116,7 +113,7 @@ def test_human_output(trained_run, small_imdb, tmp_path, capsys):
 
 @pytest.mark.parametrize("case", ["no split", "unlabelled split", "unknown label", "too many labels",
                                   "missing model", "batch size"])
-def test_bad_input(case, hf_classifier, hf_classifier_named, small_imdb, tmp_path, capsys):
+def test_bad_input(case, hf_classifier, hf_classifier_named, small_imdb, tmp_path, cli):
     data = tmp_path / "data"
     data.mkdir()
     train = pd.read_parquet(small_imdb / "train.parquet")
@@ -138,5 +135,5 @@ def test_bad_input(case, hf_classifier, hf_classifier_named, small_imdb, tmp_pat
     }[case]
     if case == "missing model":
         model = tmp_path / "absent"
-    err = cli_error(capsys, "evaluate", str(model), "--data", str(data), "--cache-dir", str(tmp_path / "cache"), *argv)
+    err = cli.error("evaluate", str(model), "--data", str(data), "--cache-dir", str(tmp_path / "cache"), *argv)
     assert expected in err

@@ -9,8 +9,6 @@ import random
 import pandas as pd
 import pytest
 import torch
-from _train_fixture import cli_error, cli_json
-from _train_fixture import hf_classifier, small_imdb, trained_run  # noqa: F401  (session fixtures)
 
 from textcls.cli import main
 from textcls.data.files import read_inputs
@@ -49,14 +47,14 @@ def test_batched_predictions_keep_the_input_order_and_equal_one_at_a_time(dtype,
 
 
 @pytest.mark.parametrize("which", ["textcls run", "transformers folder"])
-def test_predictions_equal_transformers_on_the_same_folder(which, trained_run, hf_classifier, reviews, capsys):
+def test_predictions_equal_transformers_on_the_same_folder(which, trained_run, hf_classifier, reviews, cli):
     """A run directory predicts with its exported model and the run's max length (64); a transformers folder with
     its 512 positions. LABEL_0, LABEL_1 are the labels transformers gives a config.json without id2label."""
     model, folder, max_length, names = {
         "textcls run": (trained_run, trained_run / "model", 64, ["0", "1"]),
         "transformers folder": (hf_classifier, hf_classifier, 512, ["LABEL_0", "LABEL_1"])}[which]
     texts = reviews[:12]
-    rows = cli_json(capsys, "predict", str(model), *texts, "--batch-size", "5")
+    rows = cli.json("predict", str(model), *texts, "--batch-size", "5")
     ref = transformers_probs(folder, texts, max_length)
     assert [r["text"] for r in rows] == texts
     got = torch.tensor([[r["probabilities"][n] for n in names] for r in rows])
@@ -64,12 +62,12 @@ def test_predictions_equal_transformers_on_the_same_folder(which, trained_run, h
     assert [r["label"] for r in rows] == [names[i] for i in ref.argmax(-1)]
 
 
-def test_pairs_from_arguments_and_from_a_file_equal_transformers(hf_classifier, reviews, tmp_path, capsys):
+def test_pairs_from_arguments_and_from_a_file_equal_transformers(hf_classifier, reviews, tmp_path, cli):
     texts, pairs = reviews[:4], ["A fine film.", "Terrible.", reviews[10], "Not bad at all, really."]
     args = [*texts] + [a for p in pairs for a in ("--text-pair", p)]
-    rows = cli_json(capsys, "predict", str(hf_classifier), *args)
+    rows = cli.json("predict", str(hf_classifier), *args)
     pd.DataFrame({"sentence1": texts, "sentence2": pairs}).to_csv(tmp_path / "pairs.csv", index=False)
-    from_file = cli_json(capsys, "predict", str(hf_classifier), "--input", str(tmp_path / "pairs.csv"))
+    from_file = cli.json("predict", str(hf_classifier), "--input", str(tmp_path / "pairs.csv"))
     assert rows == from_file
     assert [r["text_pair"] for r in rows] == pairs
     ref = transformers_probs(hf_classifier, texts, 512, pairs)
@@ -120,16 +118,16 @@ def test_file_formats_in_and_out(source, target, hf_classifier, reviews, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"in{source}", f"out{target}"])  # no temp left
 
 
-def test_unknown_output_format_fails_before_the_model_runs(hf_classifier, tmp_path, capsys, monkeypatch):
+def test_unknown_output_format_fails_before_the_model_runs(hf_classifier, tmp_path, cli, monkeypatch):
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
     monkeypatch.setattr("textcls.infer.predict.load_trained", no_model)
     (tmp_path / "in.txt").write_text("a text\n")
-    err = cli_error(capsys, "predict", str(hf_classifier), "a text", "--output", str(tmp_path / "out.xlsx"))
+    err = cli.error("predict", str(hf_classifier), "a text", "--output", str(tmp_path / "out.xlsx"))
     assert "'.xlsx'" in err and ".csv, .tsv, .jsonl, .txt" in err
-    err = cli_error(capsys, "predict", str(hf_classifier), "--input", str(tmp_path / "in.txt"), "--output",
-                str(tmp_path / "out.parquet"))
+    err = cli.error("predict", str(hf_classifier), "--input", str(tmp_path / "in.txt"), "--output",
+                    str(tmp_path / "out.parquet"))
     assert "'.parquet'" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
 
@@ -138,7 +136,7 @@ def test_unknown_output_format_fails_before_the_model_runs(hf_classifier, tmp_pa
                                   "unknown format", "missing column", "no text column", "empty cell",
                                   "texts and input", "pair with input", "column without input",
                                   "pair count", "nothing", "output is input"])
-def test_bad_input(case, hf_classifier, tmp_path, capsys):
+def test_bad_input(case, hf_classifier, tmp_path, cli):
     model = str(hf_classifier)
     files = {"empty.txt": "", "blank.txt": "\n  \n", "header.csv": "id,text\n", "empty.jsonl": "",
              "notes.xlsx": "x", "reviews.csv": "id,review,stars\n1,great,5\n", "ids.csv": "id,stars\n1,5\n",
@@ -165,28 +163,28 @@ def test_bad_input(case, hf_classifier, tmp_path, capsys):
         "output is input": (["--input", "reviews.csv", "--output", "reviews.csv"], "is the --input file"),
     }[case]
     argv = [str(tmp_path / a) if a in files or a.startswith("absent") else a for a in argv]
-    err = cli_error(capsys, "predict", model, *argv)
+    err = cli.error("predict", model, *argv)
     assert expected in err
     if case == "missing column":
         assert "its columns are: id, review, stars" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)  # nothing written
 
 
-def test_bad_model_folders(trained_run, hf_classifier, tmp_path, capsys):
+def test_bad_model_folders(trained_run, hf_classifier, tmp_path, cli):
     (tmp_path / "no_weights").mkdir()
     (tmp_path / "no_weights" / "config.json").write_text((hf_classifier / "config.json").read_text())
-    err = cli_error(capsys, "predict", str(tmp_path / "no_weights"), "a text")
+    err = cli.error("predict", str(tmp_path / "no_weights"), "a text")
     assert "has no weights (model.safetensors or pytorch_model.bin)" in err
 
     (tmp_path / "run").mkdir()  # a run killed before its model was exported
     for name in ("config.json", "metrics.jsonl"):
         (tmp_path / "run" / name).write_text((trained_run / name).read_text())
-    assert "textcls train --resume" in cli_error(capsys, "predict", str(tmp_path / "run"), "a text")
-    assert "does not exist" in cli_error(capsys, "predict", str(tmp_path / "absent"), "a text")
+    assert "textcls train --resume" in cli.error("predict", str(tmp_path / "run"), "a text")
+    assert "does not exist" in cli.error("predict", str(tmp_path / "absent"), "a text")
 
     (tmp_path / "no_tokenizer").mkdir()  # transformers' save_pretrained of the model alone
     for name in ("config.json", "model.safetensors"):
         (tmp_path / "no_tokenizer" / name).write_bytes((hf_classifier / name).read_bytes())
-    assert "--tokenizer minilm-l6" in cli_error(capsys, "predict", str(tmp_path / "no_tokenizer"), "a text")
-    rows = cli_json(capsys, "predict", str(tmp_path / "no_tokenizer"), "a text", "--tokenizer", "minilm-l6")
-    assert rows == cli_json(capsys, "predict", str(hf_classifier), "a text")
+    assert "--tokenizer minilm-l6" in cli.error("predict", str(tmp_path / "no_tokenizer"), "a text")
+    rows = cli.json("predict", str(tmp_path / "no_tokenizer"), "a text", "--tokenizer", "minilm-l6")
+    assert rows == cli.json("predict", str(hf_classifier), "a text")

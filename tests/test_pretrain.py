@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from train_utils import model_weights, read_jsonl, run, run_ok, tiny_model, token_cache  # noqa: F401 (fixtures)
 
 from textcls.config import ModelConfig
 from textcls.data.batching import Collator
@@ -110,7 +109,7 @@ def test_masked_lm_predicts_the_masked_positions_only():
     assert nothing.item() == 0  # a batch without a masked token: no NaN that would stop the run
 
 
-def test_pretraining_run(pretrained_run):
+def test_pretraining_run(pretrained_run, read_jsonl, model_weights):
     """The run directory of a training run; the loss falls; train + unsupervised texts, never validation or test."""
     run_dir = pretrained_run
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -160,7 +159,7 @@ def test_export_loads_in_transformers_with_the_same_logits(pretrained_run, imdb_
     assert (a - b)[real].abs().max() <= 1e-5
 
 
-def test_fine_tuning_loads_the_pretrained_encoder(pretrained_run, mlm_data, token_cache, tmp_path, capsys):
+def test_fine_tuning_loads_the_pretrained_encoder(pretrained_run, mlm_data, token_cache, cli, tmp_path):
     folder = pretrained_run / "model"
     classifier, report = build_classifier(ModelConfig(model=str(folder)), ["neg", "pos"], max_length=64)
     mlm, _ = build_masked_lm(ModelConfig(model=str(folder)), max_length=64)
@@ -171,20 +170,20 @@ def test_fine_tuning_loads_the_pretrained_encoder(pretrained_run, mlm_data, toke
     assert report.fresh == ["pooler.weight", "pooler.bias", "classifier.weight", "classifier.bias"]
 
     # the command line: `textcls train --model RUN/model`, whose tokenizer comes with it
-    summary = run_ok(["train", "--data", str(mlm_data), "--model", str(folder), "--max-length", "64", "--batch-size",
+    summary = cli.ok(["train", "--data", str(mlm_data), "--model", str(folder), "--max-length", "64", "--batch-size",
                       "8", "--max-steps", "2", "--eval-strategy", "no", "--cache-dir", str(token_cache), "--output",
-                      str(tmp_path / "cls")], capsys)
+                      str(tmp_path / "cls")])
     assert summary["initial_weights"]["source"].endswith("model.safetensors")
     assert summary["initial_weights"]["unused"] == MLM_HEAD and summary["final"]["test"]["accuracy"] >= 0
 
 
-def test_resume_equals_an_uninterrupted_run(mlm_data, tiny_model, token_cache, tmp_path, capsys, caplog,
-                                            monkeypatch):
+def test_resume_equals_an_uninterrupted_run(mlm_data, tiny_model, token_cache, cli, read_jsonl, model_weights,
+                                            tmp_path, caplog, monkeypatch):
     """Stopped at step 7 (the last checkpoint at step 5, mid-epoch), resumed: the same log and weights as a run
     that was never stopped (the masks do not depend on when batches were fetched)."""
     flags = ("--max-steps", "10", "--eval-strategy", "steps", "--eval-steps", "5", "--logging-steps", "1")
     ref, stopped = tmp_path / "ref", tmp_path / "stopped"
-    run_ok(pretrain_argv(mlm_data, tiny_model, token_cache, ref, *flags), capsys)
+    cli.ok(pretrain_argv(mlm_data, tiny_model, token_cache, ref, *flags))
 
     log_train = Trainer._log_train
 
@@ -194,10 +193,10 @@ def test_resume_equals_an_uninterrupted_run(mlm_data, tiny_model, token_cache, t
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Trainer, "_log_train", stop_at_step_7)
-    assert run(pretrain_argv(mlm_data, tiny_model, token_cache, stopped, *flags), capsys)[0] == 130
+    assert cli.run(pretrain_argv(mlm_data, tiny_model, token_cache, stopped, *flags))[0] == 130
     monkeypatch.undo()
     caplog.set_level(logging.INFO, logger="textcls")
-    rc, err = run(["pretrain", "--resume", str(stopped)], capsys)
+    rc, err = cli.run(["pretrain", "--resume", str(stopped)])
     assert rc == 0, err
     assert f"resume: continuing from {stopped / 'checkpoints' / 'step-0000005'} (step 5; epoch 1, batch 5)" \
         in caplog.text
@@ -217,23 +216,23 @@ def test_resume_equals_an_uninterrupted_run(mlm_data, tiny_model, token_cache, t
     (("--mlm-probability", "1.5"), None, "--mlm-probability must be between 0 and 1 (exclusive), got 1.5"),
     (("--validation-fraction", "0"), None, "has no validation split to measure the MLM loss on"),
 ])
-def test_bad_input(extra, config, message, mlm_data, tiny_model, token_cache, tmp_path, capsys):
+def test_bad_input(extra, config, message, mlm_data, tiny_model, token_cache, cli, tmp_path):
     argv = pretrain_argv(mlm_data, tiny_model, token_cache, tmp_path / "run", *extra)
     if config is not None:
         (tmp_path / "config.json").write_text(json.dumps(config))
         argv += ["--config", str(tmp_path / "config.json")]
-    rc, err = run(argv, capsys)
+    rc, err = cli.run(argv)
     assert rc == 2 and "Traceback" not in err
     assert err.splitlines()[-1].startswith("textcls: error: ")
     assert message.format(data=str(mlm_data)) in err
     assert not (tmp_path / "run").exists()  # nothing written
 
 
-def test_a_tokenizer_beyond_the_model_vocabulary_is_refused(mlm_data, tiny_model, token_cache, tmp_path, capsys):
+def test_a_tokenizer_beyond_the_model_vocabulary_is_refused(mlm_data, tiny_model, token_cache, cli, tmp_path):
     small = tmp_path / "small-vocab"
     small.mkdir()
     config = json.loads((tiny_model / "config.json").read_text())
     (small / "config.json").write_text(json.dumps({**config, "vocab_size": 1000}))
-    rc, err = run(pretrain_argv(mlm_data, small, token_cache, tmp_path / "run"), capsys)
+    rc, err = cli.run(pretrain_argv(mlm_data, small, token_cache, tmp_path / "run"))
     assert rc == 2 and "tokenizer" in err and "has 30522 tokens, more than the 1000 of model" in err
     assert not (tmp_path / "run").exists()

@@ -1,23 +1,36 @@
 """`textcls train`: the run directory, the schedule, clipping, accumulation, evaluation, keep-best, early stopping,
-mixed precision. Small real IMDB subsets on a tiny random BERT (see train_utils)."""
+mixed precision. Small real IMDB subsets on a tiny random BERT (the `train_argv` fixture of conftest.py)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_utils import (model_weights, read_jsonl, run, run_ok, tiny_model, token_cache,  # noqa: F401 (fixtures)
-                         train_argv)
 
+from textcls.cli import main
 from textcls.config import ModelConfig, RunConfig, TrainConfig
 from textcls.train.loop import Trainer, adamw
 
 
-def test_run_dir_schedule_and_clipping(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
-    """Everything a run leaves behind; the practice's num_warmup_steps=1 schedule; gradients clipped to the flag."""
-    clips = []  # (max_norm, norm before, norm after) of every clip
+class Run(NamedTuple):
+    out: Path                                # the run directory
+    summary: dict                            # its summary.json
+    records: list[dict]                      # its metrics.jsonl
+    clips: list[tuple[float, float, float]]  # (max_norm, norm before, norm after) of every gradient clip
+
+    def kind(self, kind: str) -> list[dict]:
+        return [r for r in self.records if r["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(train_argv, read_jsonl, tmp_path_factory) -> Run:
+    """One run shared by the tests of what a run leaves behind: 2 epochs of 8 steps, the practice's
+    num_warmup_steps=1, gradients clipped to 0.5 (every clip recorded), --save-total-limit 1."""
+    clips = []
     clip = torch.nn.utils.clip_grad_norm_
 
     def spy(parameters, max_norm, *args, **kwargs):
@@ -27,46 +40,69 @@ def test_run_dir_schedule_and_clipping(imdb_dir, tiny_model, token_cache, tmp_pa
             torch.stack([torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None])))))
         return before
 
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    out = tmp_path / "run"
-    summary = run_ok(train_argv(imdb_dir, tiny_model, token_cache, out, "--epochs", "2", "--warmup-steps", "1",
-                                "--learning-rate", "1e-3", "--max-grad-norm", "0.5", "--logging-steps", "1",
-                                "--save-total-limit", "1"), capsys)
+    out = tmp_path_factory.mktemp("two-epochs") / "run"
+    with pytest.MonkeyPatch.context() as mp:  # monkeypatch is function-scoped; this fixture is the module's
+        mp.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+        assert main(train_argv(out, "--epochs", "2", "--warmup-steps", "1", "--learning-rate", "1e-3",
+                               "--max-grad-norm", "0.5", "--logging-steps", "1", "--save-total-limit", "1")) == 0
+    return Run(out, json.loads((out / "summary.json").read_text()), read_jsonl(out / "metrics.jsonl"), clips)
+
+
+def test_summary_and_step_counts(two_epoch_run):
+    summary = two_epoch_run.summary
     assert summary["steps"] == 16 and summary["epochs"] == 2
     assert summary["final"]["test"].keys() == {"loss", "accuracy", "macro_f1"}
     assert summary["metrics"]["test"]["examples"] == 32
-
-    records = read_jsonl(out / "metrics.jsonl")
-    train = [r for r in records if r["kind"] == "train"]
+    train = two_epoch_run.kind("train")
     assert [r["step"] for r in train] == list(range(1, 17))
-    # transformers' linear schedule with num_warmup_steps=1 over 16 steps: step s uses peak * (17 - s) / 15, but the
-    # first step, still warming up, uses 0 (the practice's setting, reproduced)
-    assert [r["lr"] for r in train] == pytest.approx([0.0] + [1e-3 * (17 - s) / 15 for s in range(2, 17)])
     assert all(r["loss"] > 0 and r["examples_per_s"] > 0 and r["grad_norm"] > 0 for r in train)
-    evals = [r for r in records if r["kind"] == "eval"]
-    assert [(r["step"], r["epoch"]) for r in evals] == [(8, 1), (16, 2)]
-    assert [r["split"] for r in records if r["kind"] == "final"] == ["test"]
 
+
+def test_schedule_of_one_warmup_step(two_epoch_run):
+    """transformers' linear schedule with num_warmup_steps=1 over 16 steps: step s uses peak * (17 - s) / 15, but
+    the first step, still warming up, uses 0 (the practice's setting, reproduced)."""
+    train = two_epoch_run.kind("train")
+    assert [r["lr"] for r in train] == pytest.approx([0.0] + [1e-3 * (17 - s) / 15 for s in range(2, 17)])
+
+
+def test_gradients_clipped_to_max_grad_norm_and_logged_unclipped(two_epoch_run):
+    clips = two_epoch_run.clips
     assert len(clips) == 16 and all(max_norm == 0.5 for max_norm, _, _ in clips)
     assert all(after <= 0.5 + 1e-5 for _, _, after in clips)
-    assert [r["grad_norm"] for r in train] == pytest.approx([before for _, before, _ in clips])  # logged unclipped
+    assert [r["grad_norm"] for r in two_epoch_run.kind("train")] == pytest.approx([before for _, before, _ in clips])
 
-    # --save-total-limit 1 keeps the last checkpoint, and the best one if that is another
-    best = summary["best_validation"]["step"]
+
+def test_an_evaluation_per_epoch_and_the_final_split(two_epoch_run):
+    assert [(r["step"], r["epoch"]) for r in two_epoch_run.kind("eval")] == [(8, 1), (16, 2)]
+    assert [r["split"] for r in two_epoch_run.kind("final")] == ["test"]
+
+
+def test_save_total_limit_keeps_the_last_and_the_best_checkpoint(two_epoch_run):
+    """--save-total-limit 1 keeps the last checkpoint, and the best one if that is another; the last one's trainer
+    state is the end of the run."""
+    out = two_epoch_run.out
+    best = two_epoch_run.summary["best_validation"]["step"]
     kept = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert kept == sorted({f"step-{16:07d}", f"step-{best:07d}"})
     state = json.loads((out / "checkpoints" / f"step-{16:07d}" / "trainer_state.json").read_text())
     assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (16, 2, 0)
 
-    saved = RunConfig.load(out / "config.json")  # reloadable, the resolved settings
+
+def test_config_json_reloads_the_resolved_settings(two_epoch_run):
+    saved = RunConfig.load(two_epoch_run.out / "config.json")
     assert saved.train.learning_rate == 1e-3 and saved.train.warmup_steps == 1 and saved.tokenize.max_length == 64
 
-    for name in ("loss", "lr", "eval"):
-        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+def test_plots(two_epoch_run):
+    for name in ("loss", "lr", "eval"):
+        assert (two_epoch_run.out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_loads_in_transformers(two_epoch_run):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
-    hf = AutoModelForSequenceClassification.from_pretrained(out / "model")
-    tok = AutoTokenizer.from_pretrained(out / "model")
+
+    hf = AutoModelForSequenceClassification.from_pretrained(two_epoch_run.out / "model")
+    tok = AutoTokenizer.from_pretrained(two_epoch_run.out / "model")
     assert hf.config.num_labels == 2 and hf.config.hidden_size == 32
     assert hf(**tok(["a fine film"], return_tensors="pt")).logits.shape == (1, 2)
 
@@ -85,14 +121,14 @@ def test_adamw_decays_matrices_only(tiny_model):
     assert "encoder.blocks.0.attn_ln.weight" in plain and "encoder.embeddings.ln.weight" in plain
 
 
-def test_accumulation_equals_one_larger_batch(imdb_dir, tiny_model, token_cache, tmp_path, capsys):
+def test_accumulation_equals_one_larger_batch(train_argv, cli, read_jsonl, model_weights, tmp_path):
     """2 batches of 4 accumulated = 1 batch of 8: the same examples (no length grouping), the same mean loss."""
     common = ("--max-steps", "4", "--eval-strategy", "no", "--hidden-dropout", "0", "--no-group-by-length",
               "--logging-steps", "1", "--learning-rate", "1e-3")
-    run_ok(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "big", *common), capsys)
-    argv = train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "acc", *common, "--gradient-accumulation-steps", "2")
+    cli.ok(train_argv(tmp_path / "big", *common))
+    argv = train_argv(tmp_path / "acc", *common, "--gradient-accumulation-steps", "2")
     argv[argv.index("--batch-size") + 1] = "4"
-    run_ok(argv, capsys)
+    cli.ok(argv)
 
     big, acc = (model_weights(tmp_path / name / "checkpoints" / f"step-{4:07d}") for name in ("big", "acc"))
     assert big.keys() == acc.keys()
@@ -103,7 +139,7 @@ def test_accumulation_equals_one_larger_batch(imdb_dir, tiny_model, token_cache,
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
-def test_eval_steps_keep_best_and_early_stopping(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+def test_eval_steps_keep_best_and_early_stopping(train_argv, cli, read_jsonl, model_weights, tmp_path, monkeypatch):
     """Validation accuracy scripted as 0.5, 0.7, 0.6, 0.7: the best is step 2 (a tie is no improvement), patience 2
     stops at step 4, --save-total-limit 1 still keeps step 2, and the exported model holds step 2's weights."""
     scripted = iter([0.5, 0.7, 0.6, 0.7])
@@ -115,9 +151,8 @@ def test_eval_steps_keep_best_and_early_stopping(imdb_dir, tiny_model, token_cac
 
     monkeypatch.setattr(Trainer, "evaluate", fake_validation)
     out = tmp_path / "run"
-    summary = run_ok(train_argv(imdb_dir, tiny_model, token_cache, out, "--max-steps", "10", "--eval-strategy",
-                                "steps", "--eval-steps", "1", "--early-stopping-patience", "2", "--save-total-limit",
-                                "1", "--learning-rate", "1e-3"), capsys)
+    summary = cli.ok(train_argv(out, "--max-steps", "10", "--eval-strategy", "steps", "--eval-steps", "1",
+                                "--early-stopping-patience", "2", "--save-total-limit", "1", "--learning-rate", "1e-3"))
     assert summary["steps"] == 4
     assert summary["best_validation"] == {"accuracy": 0.7, "step": 2} and summary["weights"] == "best (step 2)"
     evals = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "eval"]
@@ -132,7 +167,7 @@ def test_eval_steps_keep_best_and_early_stopping(imdb_dir, tiny_model, token_cac
     assert not all(torch.equal(best[k], last[k]) for k in best)
 
 
-def test_bf16_autocast_on_cpu(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+def test_bf16_autocast_on_cpu(train_argv, cli, read_jsonl, tmp_path, monkeypatch):
     import textcls.model
 
     dtypes = set()
@@ -145,8 +180,7 @@ def test_bf16_autocast_on_cpu(imdb_dir, tiny_model, token_cache, tmp_path, capsy
 
     monkeypatch.setattr(textcls.model, "build_classifier", build_and_watch)
     out = tmp_path / "run"
-    run_ok(train_argv(imdb_dir, tiny_model, token_cache, out, "--max-steps", "2", "--mixed-precision", "bf16",
-                      "--logging-steps", "1"), capsys)
+    cli.ok(train_argv(out, "--max-steps", "2", "--mixed-precision", "bf16", "--logging-steps", "1"))
     assert dtypes == {torch.bfloat16}  # training and evaluation ran under autocast
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in read_jsonl(out / "metrics.jsonl") if "loss" in r)
     assert load_file(str(out / "checkpoints" / f"step-{2:07d}" / "model.safetensors"))["classifier.weight"].dtype \
@@ -154,24 +188,22 @@ def test_bf16_autocast_on_cpu(imdb_dir, tiny_model, token_cache, tmp_path, capsy
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is refused on CPU-only machines")
-def test_fp16_needs_a_gpu(imdb_dir, tiny_model, token_cache, tmp_path, capsys):
-    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "run", "--mixed-precision", "fp16"), capsys)
+def test_fp16_needs_a_gpu(train_argv, cli, tmp_path):
+    rc, err = cli.run(train_argv(tmp_path / "run", "--mixed-precision", "fp16"))
     assert rc == 2 and "--mixed-precision fp16 needs a GPU" in err
     assert not (tmp_path / "run").exists()
 
 
-def test_tensorboard_without_the_package(imdb_dir, tiny_model, token_cache, tmp_path, capsys, monkeypatch):
+def test_tensorboard_without_the_package(train_argv, cli, tmp_path, monkeypatch):
     import accelerate.utils
 
     monkeypatch.setattr(accelerate.utils, "is_tensorboard_available", lambda: False)
-    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, tmp_path / "run", "--tensorboard"), capsys)
+    rc, err = cli.run(train_argv(tmp_path / "run", "--tensorboard"))
     assert rc == 2 and "--tensorboard needs the tensorboard package: pip install tensorboard" in err
     assert not (tmp_path / "run").exists()
 
 
 def test_train_help_is_grouped_with_defaults(capsys):
-    from textcls.cli import main
-
     with pytest.raises(SystemExit) as exit_:
         main(["train", "--help"])
     assert exit_.value.code == 0

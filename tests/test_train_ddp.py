@@ -9,17 +9,16 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from train_utils import tiny_model, token_cache, train_argv  # noqa: F401 (fixtures)
 
 WORKER = Path(__file__).parent / "ddp_worker.py"
 
 
-def _flags(imdb_dir, model, cache, batch_size: int, eval_batch_size: int) -> list[str]:
+def _flags(train_argv, batch_size: int, eval_batch_size: int) -> list[str]:
     """2 epochs of 8 global batches of 8, length-grouped; no dropout, so that the processes' RNGs do not matter.
     32 evaluation rows in global batches of 10: the last batch is evened out with repeats, which must be dropped."""
-    argv = train_argv(imdb_dir, model, cache, Path("unused"), "--epochs", "2", "--hidden-dropout", "0",
-                      "--learning-rate", "1e-3", "--eval-strategy", "no", "--no-load-best-at-end",
-                      "--eval-splits", "validation", "test", "--eval-batch-size", str(eval_batch_size))
+    argv = train_argv(Path("unused"), "--epochs", "2", "--hidden-dropout", "0", "--learning-rate", "1e-3",
+                      "--eval-strategy", "no", "--no-load-best-at-end", "--eval-splits", "validation", "test",
+                      "--eval-batch-size", str(eval_batch_size))
     argv[argv.index("--batch-size") + 1] = str(batch_size)
     return argv[1:argv.index("--output")] + argv[argv.index("--output") + 2:]
 
@@ -30,13 +29,13 @@ def _run(cmd: list[str]) -> str:
     return done.stderr
 
 
-def test_two_processes_equal_one_process_on_the_same_global_batch(imdb_dir, tiny_model, token_cache, tmp_path):
+def test_two_processes_equal_one_process_on_the_same_global_batch(train_argv, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     _run([sys.executable, str(WORKER), str(one), "--evaluate", str(one / "weights-rank0.safetensors"), "--",
-          *_flags(imdb_dir, tiny_model, token_cache, batch_size=8, eval_batch_size=10)])
+          *_flags(train_argv, batch_size=8, eval_batch_size=10)])
     err = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(WORKER),
                 str(two), "--evaluate", str(one / "weights-rank0.safetensors"), "--",
-                *_flags(imdb_dir, tiny_model, token_cache, batch_size=4, eval_batch_size=5)])
+                *_flags(train_argv, batch_size=4, eval_batch_size=5)])
     assert "had no length" not in err  # accelerate knows the evaluation batches, so it drops the repeats
 
     reference = load_file(str(one / "weights-rank0.safetensors"))

@@ -14,8 +14,6 @@ import time
 from pathlib import Path
 
 import torch
-from train_utils import (model_weights, read_jsonl, run, run_ok, tiny_model, token_cache,  # noqa: F401 (fixtures)
-                         train_argv)
 
 import textcls.train.checkpoint
 from textcls.model import BertClassifier
@@ -39,7 +37,7 @@ def _comparable(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "examples_per_s"} for r in records]
 
 
-def test_resume_after_sigkill_equals_uninterrupted_run(imdb_dir, tiny_model, token_cache, tmp_path, capsys,
+def test_resume_after_sigkill_equals_uninterrupted_run(train_argv, cli, read_jsonl, model_weights, tmp_path,
                                                        monkeypatch):
     """2 epochs of 8 steps with dropout, checkpoints every 3 steps: killed at step 13 (epoch 2, the last checkpoint
     at step 12), resumed, it ends with the same weights, metrics and log as a run that was never interrupted."""
@@ -49,13 +47,13 @@ def test_resume_after_sigkill_equals_uninterrupted_run(imdb_dir, tiny_model, tok
              "1e-3", "--save-total-limit", "3")
     ref, killed = tmp_path / "uninterrupted", tmp_path / "killed"
     try:
-        ref_summary = run_ok(train_argv(imdb_dir, tiny_model, token_cache, ref, *flags), capsys)
+        ref_summary = cli.ok(train_argv(ref, *flags))
     finally:
         torch.use_deterministic_algorithms(False)
 
     log_file = (tmp_path / "stderr.txt").open("w")
     proc = subprocess.Popen([sys.executable, str(TESTS / "slow_train.py"), "13", "120",
-                             *train_argv(imdb_dir, tiny_model, token_cache, killed, *flags)],
+                             *train_argv(killed, *flags)],
                             stdout=subprocess.DEVNULL, stderr=log_file)
     try:
         _wait_for(lambda: (killed / "checkpoints" / f"step-{12:07d}").is_dir() and any(
@@ -86,8 +84,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(imdb_dir, tiny_model, tok
     assert all(torch.equal(weights[k], ref_weights[k]) for k in ref_weights)
 
 
-def test_nan_loss_stops_and_keeps_the_last_checkpoint(imdb_dir, tiny_model, token_cache, tmp_path, capsys,
-                                                      monkeypatch):
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(train_argv, cli, tmp_path, monkeypatch):
     forward, calls, trainers = BertClassifier.forward, [], []
 
     def nan_at_third_step(self, *args, labels=None, **kwargs):
@@ -102,8 +99,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(imdb_dir, tiny_model, toke
     monkeypatch.setattr(BertClassifier, "forward", nan_at_third_step)
     monkeypatch.setattr(Trainer, "train", lambda self: trainers.append(self) or train(self))
     out = tmp_path / "run"
-    rc, err = run(train_argv(imdb_dir, tiny_model, token_cache, out, "--max-steps", "6", "--save-steps", "2",
-                             "--eval-strategy", "no"), capsys)
+    rc, err = cli.run(train_argv(out, "--max-steps", "6", "--save-steps", "2", "--eval-strategy", "no"))
     assert rc == 2
     last = out / "checkpoints" / f"step-{2:07d}"
     assert f"the training loss became nan at step 3 (epoch 1)" in err and f"the last good checkpoint is {last}" in err
@@ -119,8 +115,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(imdb_dir, tiny_model, toke
     assert state["step"] == 2 and all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_full_disk_while_saving_keeps_the_previous_checkpoint(imdb_dir, tiny_model, token_cache, tmp_path, capsys,
-                                                              monkeypatch):
+def test_full_disk_while_saving_keeps_the_previous_checkpoint(train_argv, cli, read_jsonl, tmp_path, monkeypatch):
     save_file = textcls.train.checkpoint.save_file
 
     def disk_full_at_step_4(tensors, filename, metadata=None):
@@ -131,16 +126,15 @@ def test_full_disk_while_saving_keeps_the_previous_checkpoint(imdb_dir, tiny_mod
 
     monkeypatch.setattr(textcls.train.checkpoint, "save_file", disk_full_at_step_4)
     out = tmp_path / "run"
-    argv = train_argv(imdb_dir, tiny_model, token_cache, out, "--max-steps", "6", "--save-steps", "2",
-                      "--eval-strategy", "no")
-    rc, err = run(argv, capsys)
+    argv = train_argv(out, "--max-steps", "6", "--save-steps", "2", "--eval-strategy", "no")
+    rc, err = cli.run(argv)
     assert rc == 2
     assert "checkpoint at step 4: could not write" in err and "No space left on device" in err
     assert f"continue the run with --resume {out}" in err
     assert [p.name for p in (out / "checkpoints").iterdir()] == [f"step-{2:07d}"]  # no temp folder left
 
     monkeypatch.undo()  # space freed: the run goes on from the checkpoint that survived
-    rc, err = run(["train", "--resume", str(out)], capsys)
+    rc, err = cli.run(["train", "--resume", str(out)])
     assert rc == 0, err
     assert json.loads((out / "summary.json").read_text())["steps"] == 6
     assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "train"] == [6]  # the last window
