@@ -35,7 +35,8 @@ def mechanism(name: str, seq_len: int, dropout: float = 0.0, **fields) -> Attent
 
 def run(attn: Attention, q, k, v, key_padding_mask=None):
     """The mechanism as the encoder calls it: prepare once, then forward."""
-    return attn(q, k, v, attn.prepare(AttentionInputs(key_padding_mask=key_padding_mask)))
+    ids = torch.ones(q.shape[0], q.shape[2], dtype=torch.long)  # (B, T)
+    return attn(q, k, v, attn.prepare(AttentionInputs(input_ids=ids, key_padding_mask=key_padding_mask)))
 
 
 def lengths(name: str) -> tuple[int, int]:
@@ -86,7 +87,9 @@ class TestEveryMechanism:
         mask[0, T // 2:] = False
         attn = mechanism(name, T, **fields)
         for m in (None, mask):
-            assert torch.allclose(run(attn, q, k, v, m), reference_attention(q, k, v, m), atol=1e-5, rtol=0)
+            real = (torch.ones(B, T, dtype=torch.bool) if m is None else m)[:, None, :, None]  # padded rows: any value
+            got, want = run(attn, q, k, v, m), reference_attention(q, k, v, m)
+            assert torch.allclose(got * real, want * real, atol=1e-5, rtol=0) and torch.isfinite(got).all()
 
     def test_no_dropout_in_eval_mode(self, name):
         T, _ = lengths(name)

@@ -1,13 +1,12 @@
 """`textcls sweep`: one run per combination, a comparison table that matches the runs' own summaries, one plot;
-failed runs reported; bad --set values and used output folders refused before anything runs."""
+failed runs reported and the exit status non-zero; bad --set values, combinations that cannot work and used output
+folders refused before anything runs."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from _train_fixture import cli_error, cli_json
-from _train_fixture import small_imdb  # noqa: F401  (session fixture)
 
 from textcls.train.sweep import parse_sweep, run_names
 
@@ -21,20 +20,22 @@ def sweep_argv(small_imdb, tmp_path, *sets) -> list[str]:
             "--cache-dir", str(tmp_path / "cache")]
 
 
-def test_sweep_trains_every_combination_and_compares_them(small_imdb, tmp_path, capsys):
-    """The practice's warmup experiment, crossed with a max length that bert-tiny cannot take (512 positions):
-    those runs fail, are reported, and the sweep goes on."""
-    argv = sweep_argv(small_imdb, tmp_path, "--set", "warmup_steps=0,3", "--set", "max_length=32,600")
-    result = cli_json(capsys, *argv)
+def test_sweep_trains_every_combination_and_compares_them(small_imdb, tmp_path, cli):
+    """The practice's warmup experiment, crossed with a precision this CPU cannot run (fp16 needs a GPU, found
+    when the run starts): those runs fail, are reported, the sweep goes on, and its exit status says so."""
+    argv = sweep_argv(small_imdb, tmp_path, "--set", "warmup_steps=0,3", "--set", "mixed_precision=no,fp16")
+    rc, err = cli.run([*argv, "--json"])
+    result = json.loads(cli.out)
+    assert rc == 2 and err.splitlines()[-1].startswith("textcls: error: 2 of 4 sweep runs failed")
     out = tmp_path / "sweep"
-    assert json.loads((out / "sweep.json").read_text()) == result and result["status"] == "done"
-    assert result["grid"] == {"train.warmup_steps": [0, 3], "tokenize.max_length": [32, 600]}
+    assert json.loads((out / "sweep.json").read_text()) == result and result["status"] == "done, with failed runs"
+    assert result["grid"] == {"train.warmup_steps": [0, 3], "train.mixed_precision": ["no", "fp16"]}
     runs = {r["run"]: r for r in result["runs"]}
-    assert list(runs) == ["warmup_steps=0,max_length=32", "warmup_steps=0,max_length=600",
-                          "warmup_steps=3,max_length=32", "warmup_steps=3,max_length=600"]
+    assert list(runs) == ["warmup_steps=0,mixed_precision=no", "warmup_steps=0,mixed_precision=fp16",
+                          "warmup_steps=3,mixed_precision=no", "warmup_steps=3,mixed_precision=fp16"]
     for name, run in runs.items():
-        if name.endswith("600"):
-            assert "exceeds the 512 positions" in run["error"]
+        if name.endswith("fp16"):
+            assert "fp16 needs a GPU" in run["error"]
             continue
         summary = json.loads((out / name / "summary.json").read_text())
         assert run["steps"] == summary["steps"] == 4 and (out / name / "model" / "model.safetensors").is_file()
@@ -47,27 +48,35 @@ def test_sweep_trains_every_combination_and_compares_them(small_imdb, tmp_path, 
     def rates(name):
         records = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
         return [r["lr"] for r in records if r["kind"] == "train"]
-    assert rates("warmup_steps=0,max_length=32") == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
-    assert rates("warmup_steps=3,max_length=32") == pytest.approx([0, 1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert rates("warmup_steps=0,mixed_precision=no") == pytest.approx([1e-3, 0.75e-3, 0.5e-3, 0.25e-3])
+    assert rates("warmup_steps=3,mixed_precision=no") == pytest.approx([0, 1e-3 / 3, 2e-3 / 3, 1e-3])
 
     table = (out / "sweep.md").read_text()
-    assert "| warmup_steps | max_length | final val accuracy | best val accuracy | test accuracy | steps | time |" \
-           in table
-    ok = runs["warmup_steps=3,max_length=32"]
-    assert f"| 3 | 32 | {ok['final_validation']:.4f} | {ok['best_validation']:.4f} | " \
+    assert "| warmup_steps | mixed_precision | final val accuracy | best val accuracy | test accuracy | steps | " \
+           "time |" in table
+    ok = runs["warmup_steps=3,mixed_precision=no"]
+    assert f"| 3 | no | {ok['final_validation']:.4f} | {ok['best_validation']:.4f} | " \
            f"{ok['final']['test']['accuracy']:.4f} | 4 |" in table
-    assert "| 0 | 600 | failed |" in table and "- warmup_steps=0,max_length=600: " in table
+    assert "| 0 | fp16 | failed |" in table and "- warmup_steps=0,mixed_precision=fp16: " in table
     assert "](sweep.png)" in table
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    err = cli_error(capsys, *argv)  # the same command again
+    err = cli.error(*argv)  # the same command again
     assert "already holds a sweep" in err
 
 
-def test_every_run_failing_is_an_error(small_imdb, tmp_path, capsys):
-    err = cli_error(capsys, *sweep_argv(small_imdb, tmp_path, "--set", "max_length=600,700"))
-    assert "every run of the sweep failed" in err and "exceeds the 512 positions" in err
+def test_every_run_failing_is_an_error(small_imdb, tmp_path, cli):
+    err = cli.error(*sweep_argv(small_imdb, tmp_path, "--set", "seed=1,2", "--mixed-precision", "fp16"))
+    assert "every run of the sweep failed" in err and "fp16 needs a GPU" in err
     assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["status"] == "running"
+
+
+def test_a_combination_that_cannot_work_stops_the_sweep_before_it_starts(small_imdb, tmp_path, cli):
+    """bert-tiny has 512 positions: a max length of 600 is found out before the first run, not after it."""
+    err = cli.error(*sweep_argv(small_imdb, tmp_path, "--set", "max_length=32,600"))
+    assert "sweep run max_length=600: --max-length 600 exceeds the 512 positions" in err and \
+        "no run was started" in err
+    assert not (tmp_path / "sweep").exists()
 
 
 @pytest.mark.parametrize("spec,expected", [
@@ -83,17 +92,17 @@ def test_every_run_failing_is_an_error(small_imdb, tmp_path, capsys):
     ("warmup_steps", "write KEY=V1,V2,..."),
     ("warmup_steps=", "write KEY=V1,V2,..."),
 ])
-def test_bad_set(spec, expected, small_imdb, tmp_path, capsys):
-    assert expected in cli_error(capsys, *sweep_argv(small_imdb, tmp_path, "--set", spec))
+def test_bad_set(spec, expected, small_imdb, tmp_path, cli):
+    assert expected in cli.error(*sweep_argv(small_imdb, tmp_path, "--set", spec))
     assert not (tmp_path / "sweep").exists()
 
 
-def test_set_twice_and_used_output_folder(small_imdb, tmp_path, capsys):
-    err = cli_error(capsys, *sweep_argv(small_imdb, tmp_path, "--set", "warmup_steps=1,2", "--set", "warmup_steps=3"))
+def test_set_twice_and_used_output_folder(small_imdb, tmp_path, cli):
+    err = cli.error(*sweep_argv(small_imdb, tmp_path, "--set", "warmup_steps=1,2", "--set", "warmup_steps=3"))
     assert "names train.warmup_steps twice" in err
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "notes.txt").write_text("mine")
-    assert "is not an empty folder" in cli_error(capsys, *sweep_argv(small_imdb, tmp_path, "--set", "seed=1,2"))
+    assert "is not an empty folder" in cli.error(*sweep_argv(small_imdb, tmp_path, "--set", "seed=1,2"))
 
 
 def test_values_are_typed_and_run_folders_are_safe_names():

@@ -161,13 +161,23 @@ class TokenizeConfig(Section):
     tokenizer: Optional[str] = opt(None, "fast tokenizer: a model preset, a local folder or a hub id "
                                          "(default: the model's own)", metavar="T")
     max_length: int = opt(512, "maximum tokens per example, special tokens included", ge=1)
-    truncation: str = opt("head", "which wordpieces a long text keeps", choices=("head", "tail", "head+tail"))
+    truncation: str = opt("head", "which wordpieces a long text keeps; chunks: all of them, in overlapping windows "
+                                  "of --max-length that each train with the text's label and whose logits are "
+                                  "averaged per text in evaluate and predict",
+                          choices=("head", "tail", "head+tail", "chunks"))
     head_tokens: int = opt(128, "with --truncation head+tail: wordpieces kept from the start; the rest of the "
                                 "budget comes from the end (Sun et al. 2019: 128 + 382)", ge=0)
+    stride: int = opt(128, "with --truncation chunks: wordpieces that consecutive windows share (transformers' "
+                           "stride)", ge=0)
     padding: str = opt("dynamic", "pad each batch to its longest example, or every example to --max-length",
                        choices=("dynamic", "max_length"))
     num_proc: int = opt(1, "processes for tokenizing", ge=1)
     cache_dir: Optional[str] = opt(None, "where tokenized Arrow files are cached (default: ~/.cache/textcls)")
+
+    def check(self) -> None:
+        if self.truncation == "chunks" and self.stride >= self.max_length:
+            raise TextclsError(f"--stride {self.stride} must be below --max-length {self.max_length}: consecutive "
+                               f"windows share --stride wordpieces, so each moves on by the rest")
 
 
 @dataclass

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from safetensors import SafetensorError
 
 from textcls.errors import TextclsError
 
@@ -20,14 +23,49 @@ def umask_mode(mode: int) -> int:
     return mode & ~umask
 
 
+def _reason(e: BaseException) -> str:
+    """What went wrong, and what to do about it when that is clear."""
+    text = getattr(e, "strerror", None) or str(e)
+    errno_ = getattr(e, "errno", None)
+    if errno_ == errno.ENOSPC or "No space left" in text or "StorageFull" in text:
+        return "No space left on device (the disk is full: free some space)"
+    if errno_ in (errno.EACCES, errno.EPERM, errno.EROFS) or "Permission denied" in text:
+        return f"{text} (choose a folder you may write to, or change its permissions)"
+    return text
+
+
 @contextlib.contextmanager
-def _write_error(path: Path, what: str) -> Iterator[None]:
-    """An OSError (disk full, permission, a file where a folder should be) as a TextclsError that names `path`."""
+def writing(path: str | os.PathLike, what: str = "") -> Iterator[None]:
+    """The one place where writing goes wrong for the user's reasons (disk full, no permission, a file where a
+    folder should be): an OSError, or safetensors' error for the same causes, raised while writing `path` becomes a
+    TextclsError that names the path and what to do; `what` adds what stays safe. Used by run folders, the
+    tokenization cache and checkpoints alike."""
     try:
         yield
+    except TextclsError:
+        raise
+    except (OSError, SafetensorError) as e:
+        at = getattr(e, "filename", None)
+        at = f" ({str(at)!r})" if at and str(at) != str(path) else ""
+        raise TextclsError(f"could not write {str(path)!r}: {_reason(e)}{at}" + (f"; {what}" if what else "")) from None
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """Reading's counterpart of `writing`: an OSError (no permission, a folder that vanished) while reading
+    `path` becomes a TextclsError that says it cannot be read, and why (not that it is damaged)."""
+    try:
+        yield
+    except TextclsError:
+        raise
     except OSError as e:
-        raise TextclsError(f"could not write {str(path)!r}: {e.strerror or e}; the previous {what}, if any, is "
-                           f"unchanged") from None
+        where = getattr(e, "filename", None) or path
+        reason = os.strerror(e.errno) if e.errno else str(e)  # pyarrow's own text runs long
+        raise TextclsError(f"cannot read {str(where)!r}: {reason}") from None
+
+
+def _write_error(path: Path, what: str):
+    return writing(path, f"the previous {what}, if any, is unchanged")
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from typing import Callable
 
 from textcls.errors import TextclsError
 
-COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train")
+COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train", "textcls.cli.bench")
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,6 +41,11 @@ class Parser(argparse.ArgumentParser):
     def format_help(self) -> str:
         self._build()
         return super().format_help()
+
+    def error(self, message: str):
+        """A wrong flag or value is one `textcls: error:` line, as every other mistake (not argparse's usage
+        block), and exit status 2."""
+        self.exit(2, f"textcls: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,8 @@ def register(sub) -> None:
     p.add_argument("pair", nargs="?", metavar="PAIR", help="the second text of a pair")
     p.add_argument("--split", default="train", help="with --data: the split (default: train)")
     p.add_argument("--index", type=int, default=0, help="with --data: the row, counted from 0 (default: 0)")
+    p.add_argument("--window", type=int, default=0, help="with --truncation chunks: the window to show, counted "
+                                                         "from 0 (default: 0)")
     add_arguments(p, "data")
     add_arguments(p, "tokenize", exclude=("num_proc", "cache_dir"))
     add_json_flag(p)
@@ -76,19 +78,27 @@ def tokens(args: argparse.Namespace) -> int:
         result.update(row)
 
     encoder = ExampleEncoder(tokenizer, cfg.tokenize, pair=pair is not None)
-    encoded = {k: v[0] for k, v in encoder([text], None if pair is None else [pair]).items()}
+    rows = encoder([text], None if pair is None else [pair])  # one row, or with chunks one per window
+    windows = len(rows["input_ids"])
+    if not 0 <= args.window < windows:
+        raise TextclsError(f"--window {args.window} is out of range: the text makes {windows} window"
+                           f"{'s' if windows > 1 else ''} (0 to {windows - 1})")
+    encoded = {k: v[args.window] for k, v in rows.items()}
     batch = Collator.from_config(cfg.tokenize, tokenizer)([encoded])  # what the model gets, padding included
     ids = batch["input_ids"][0].tolist()
     kept = encoded["length"] - encoder.num_special
+    dropped = 0 if windows > 1 else encoded["num_wordpieces"] - kept  # windows keep every wordpiece
     result.update(max_length=cfg.tokenize.max_length, truncation=cfg.tokenize.truncation,
-                  num_wordpieces=encoded["num_wordpieces"], dropped_wordpieces=encoded["num_wordpieces"] - kept,
-                  length=encoded["length"],
+                  num_wordpieces=encoded["num_wordpieces"], dropped_wordpieces=dropped, length=encoded["length"],
+                  windows=windows, window=args.window,
                   tokens=[{"position": i, "token": token, "id": id_, "token_type_id": type_id, "attention_mask": mask}
                           for i, (token, id_, type_id, mask) in enumerate(zip(
                               tokenizer.convert_ids_to_tokens(ids), ids, batch["token_type_ids"][0].tolist(),
                               batch["attention_mask"][0].tolist()))])
     if cfg.tokenize.truncation == "head+tail":
         result["head_tokens"] = cfg.tokenize.head_tokens
+    if cfg.tokenize.truncation == "chunks":
+        result["stride"] = cfg.tokenize.stride
     emit(result, args.json, _tokens_human)
     return 0
 
@@ -112,8 +122,11 @@ def _dataset_row(data_cfg: DataConfig, split: str, index: int) -> tuple[str, str
 
 
 def _tokens_human(r: dict) -> str:
-    how = r["truncation"] + (f" {r['head_tokens']}" if "head_tokens" in r else "")
+    how = r["truncation"] + (f" {r['head_tokens']}" if "head_tokens" in r else "") + \
+        (f", stride {r['stride']}" if "stride" in r else "")
     cut = f"; {r['dropped_wordpieces']:,} wordpieces cut" if r["dropped_wordpieces"] else ""
+    if r["windows"] > 1:
+        cut += f"; window {r['window']} of {r['windows']} (0 to {r['windows'] - 1}: --window)"
     lines = []
     if "split" in r:
         lines.append(f"{r['split']}[{r['index']}]   label: {r['label'] if r['label'] is not None else '(none)'}")

@@ -6,6 +6,7 @@ import argparse
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 from textcls.cli.output import add_json_flag, emit, table
@@ -84,7 +85,7 @@ def register(sub) -> None:
     p.add_argument("--output", metavar="FILE", help="write predictions to a .csv, .tsv, .jsonl or .txt file "
                                                     "(.txt: one label per line)")
     add_json_flag(p)
-    add_arguments(p, "data", only=("text_column", "text_pair_column"))
+    add_arguments(p, "data", only=("text_column", "text_pair_column", "encoding"))
     _add_inference_arguments(p, "tokenizer")
     p.set_defaults(func=_predict)
 
@@ -236,7 +237,7 @@ def _predict(args: argparse.Namespace) -> int:
                   attention=attention, attention_overrides=overrides)
     if args.input:
         rows = predict_files(Path(args.model_dir), Path(args.input), text_column=columns[0],
-                             text_pair_column=columns[1], **common)
+                             text_pair_column=columns[1], encoding=cfg.data.encoding, **common)
     elif args.texts:
         rows = predict_texts(Path(args.model_dir), args.texts, args.text_pair, **common)
     else:
@@ -265,4 +266,8 @@ def _sweep(args: argparse.Namespace) -> int:
     grid = parse_sweep(args.sweep)  # a bad --set fails before anything is read
     result = sweep(_train_config(args), grid)
     emit(result, args.json, lambda r: f"{r['table']}\n\nplot: {r['plot']}\nruns: {r['sweep_dir']}")
+    if result["failed"]:
+        print(f"textcls: error: {result['failed']} of {len(result['runs'])} sweep runs failed (see the table above "
+              f"and {result['sweep_dir']}/sweep.json)", file=sys.stderr)
+        return 2
     return 0

@@ -17,10 +17,10 @@ from typing import Optional
 
 import pyarrow as pa
 
-from textcls.data.readers import read_table
-from textcls.data.sources import TEXT_COLUMNS, text_columns
+from textcls.data.readers import decode, read_table
+from textcls.data.sources import TEXT_COLUMNS, is_blank, text_columns
 from textcls.errors import TextclsError
-from textcls.io import atomic_write_text
+from textcls.io import atomic_write_text, reading
 
 log = logging.getLogger("textcls")
 
@@ -30,8 +30,8 @@ OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".txt")
 
 # --------------------------------------------------------------------------------------------- input files
 
-def read_inputs(path: Path, text_column: Optional[str] = None,
-                text_pair_column: Optional[str] = None) -> tuple[list[str], Optional[list[str]]]:
+def read_inputs(path: Path, text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
+                encoding: str = "utf-8") -> tuple[list[str], Optional[list[str]]]:
     """Texts (and second texts) from an input file. Blank lines of a .txt file are skipped; in a table the text
     column is detected as in `load_data` (pairs first) unless named, and an empty text is an error."""
     if not path.is_file():
@@ -44,29 +44,27 @@ def read_inputs(path: Path, text_column: Optional[str] = None,
         if text_column or text_pair_column:
             raise TextclsError("a .txt input has one text per line and no columns; use a .csv, .tsv or .jsonl file "
                                "for --text-column / --text-pair-column")
-        texts, pairs = _read_lines(path), None
+        texts, pairs = _read_lines(path, encoding), None
     else:
-        texts, pairs = _read_columns(path, text_column, text_pair_column)
+        texts, pairs = _read_columns(path, text_column, text_pair_column, encoding)
     if not texts:
         raise TextclsError(f"input file {str(path)!r} is empty: it holds no text to predict")
     return texts, pairs
 
 
-def _read_lines(path: Path) -> list[str]:
-    try:  # split on line feeds only: splitlines() would also cut a text at a form feed or U+2028
-        lines = [line.removesuffix("\r") for line in path.read_text(encoding="utf-8").split("\n")]
-    except UnicodeDecodeError as e:
-        raise TextclsError(f"input file {str(path)!r} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    texts = [line for line in lines if line.strip()]
-    blank = sum(1 for line in lines[:-1] if not line.strip())  # the last "line" is what follows the final newline
+def _read_lines(path: Path, encoding: str) -> list[str]:
+    with reading(path):  # split on line feeds only: splitlines() would also cut a text at a form feed or U+2028
+        lines = [line.removesuffix("\r") for line in decode(path.read_bytes(), str(path), encoding).split("\n")]
+    texts = [line for line in lines if not is_blank(line)]
+    blank = sum(1 for line in lines[:-1] if is_blank(line))  # the last "line" is what follows the final newline
     if blank:
         log.info("%s: skipped %d blank lines", path, blank)
     return texts
 
 
-def _read_columns(path: Path, text_column: Optional[str],
-                  text_pair_column: Optional[str]) -> tuple[list[str], Optional[list[str]]]:
-    table = read_table(path, "utf-8") if path.stat().st_size else None
+def _read_columns(path: Path, text_column: Optional[str], text_pair_column: Optional[str],
+                  encoding: str) -> tuple[list[str], Optional[list[str]]]:
+    table = read_table(path, encoding) if path.stat().st_size else None
     if table is None or table.num_rows == 0:
         raise TextclsError(f"input file {str(path)!r} is empty: it has no rows")
     have = table.column_names
@@ -84,7 +82,7 @@ def _read_columns(path: Path, text_column: Optional[str],
             raise TextclsError(f"column {name!r} ({flag}) is not in {str(path)!r}; its columns are: "
                                f"{', '.join(have)}")
         values = table[name].cast(pa.string()).to_pylist()  # numbers read as text, not as missing
-        empty = [i for i, t in enumerate(values) if t is None or not t.strip()]
+        empty = [i for i, t in enumerate(values) if is_blank(t)]
         if empty:
             raise TextclsError(f"{len(empty)} rows of {str(path)!r} have an empty text in column {name!r} (first: "
                                f"row {empty[0]}); fill them in or remove them")

@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from textcls.data.sources import label_names
-from textcls.errors import TextclsError
 
 if TYPE_CHECKING:
     from datasets import DatasetDict

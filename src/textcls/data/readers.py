@@ -8,7 +8,6 @@ folder or streamed from the .tar.gz in place; per-class text files line by line;
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Callable, Iterator, Optional
 import pyarrow as pa
 
 from textcls.errors import TextclsError
+from textcls.io import reading
 
 log = logging.getLogger("textcls")
 
@@ -47,23 +47,30 @@ class RawSplit:
 def read_source(spec: str, encoding: str = "utf-8") -> dict[str, RawSplit]:
     """Read `spec` (a file, a folder or a hub name) into raw tables keyed by standard split name."""
     path = Path(spec).expanduser()
-    if path.is_dir():
-        return _read_folder(path, encoding)
-    if path.is_file():
-        if path.name.endswith(ARCHIVE_SUFFIXES):
-            return _read_tar(path, encoding)
-        if path.suffix not in _TABULAR:
-            raise TextclsError(f"cannot tell the format of {spec!r} from its name; {FORMATS_HELP}")
-        return {"train": RawSplit(read_table(path, encoding), str(path), _file_fingerprint([path]))}
+    if path.exists():
+        with reading(path):  # a file or folder that cannot be read says so, and why
+            return _read_path(path, spec, encoding)
     if (spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix in _TABULAR
             or spec.endswith(ARCHIVE_SUFFIXES)):
         raise TextclsError(f"data path {spec!r} does not exist; check the path ({FORMATS_HELP})")
     return _read_hub(spec)
 
 
+def _read_path(path: Path, spec: str, encoding: str) -> dict[str, RawSplit]:
+    if path.is_dir():
+        return _read_folder(path, encoding)
+    if not path.is_file():
+        raise TextclsError(f"data path {spec!r} is neither a file nor a folder; {FORMATS_HELP}")
+    if path.name.endswith(ARCHIVE_SUFFIXES):
+        return _read_tar(path, encoding)
+    if path.suffix not in _TABULAR:
+        raise TextclsError(f"cannot tell the format of {spec!r} from its name; {FORMATS_HELP}")
+    return {"train": RawSplit(read_table(path, encoding), str(path), _file_fingerprint([path]))}
+
+
 # ------------------------------------------------------------------------------------------- text and tables
 
-def _decode(data: bytes, where: str, encoding: str) -> str:
+def decode(data: bytes, where: str, encoding: str) -> str:
     """`data` as text, or a TextclsError that names the first line that is not in `encoding`."""
     try:
         return data.decode(encoding).removeprefix("\ufeff")  # a byte-order mark is not part of the first field
@@ -76,9 +83,12 @@ def _decode(data: bytes, where: str, encoding: str) -> str:
                            ) from None
 
 
-def _utf8_buffer(path: Path, encoding: str) -> io.BytesIO:
-    """The file as UTF-8 bytes, which is what pyarrow's CSV and JSON readers parse."""
-    return io.BytesIO(_decode(path.read_bytes(), str(path), encoding).encode("utf-8"))
+def _utf8_buffer(path: Path, encoding: str) -> pa.BufferReader:
+    """The file as UTF-8 bytes, which is what pyarrow's CSV and JSON readers parse. An Arrow buffer, not a Python
+    file object: Arrow's reader threads would call back into Python to read one, and a thread still doing so when
+    the interpreter exits (after an error found in the table, say) aborts the process ("terminate called without an
+    active exception")."""
+    return pa.BufferReader(decode(path.read_bytes(), str(path), encoding).encode("utf-8"))
 
 
 _BLOCK = 1 << 24  # pyarrow parses in blocks; one row (a long review) must fit in a block
@@ -116,11 +126,21 @@ _TABULAR: dict[str, tuple[str, Callable[[Path, str], pa.Table]]] = {
 def read_table(path: Path, encoding: str) -> pa.Table:
     """A tabular file, read by its suffix; a damaged one is a TextclsError."""
     kind, read = _TABULAR[path.suffix]
-    try:
-        return read(path, encoding)
-    except (pa.ArrowException, OSError) as e:
-        raise TextclsError(f"cannot read {str(path)!r} as {kind}: {e}; the file is damaged, truncated or not "
-                           f"{kind}: check it or copy it again") from None
+    with reading(path):
+        try:
+            return read(path, encoding)
+        except (pa.ArrowException, OSError) as e:
+            if isinstance(e, OSError) and e.errno:  # the file cannot be opened (permission...): `reading` says so
+                raise
+            mixed = re.search(r"Column\((.*?)\) changed from (\w+) to (\w+)(?: in row (\d+))?", str(e))
+            if mixed:  # JSON Lines whose column holds numbers in some rows and strings in others
+                column, old, new, row = mixed.groups()
+                where = f" (line {int(row) + 1})" if row else ""
+                raise TextclsError(f"column {column.lstrip('/')!r} of {str(path)!r} mixes types: {old} values, then "
+                                   f"{new} ones{where}; write every value of a column the same way (e.g. every label "
+                                   f"as a string, or every label as a number)") from None
+            raise TextclsError(f"cannot read {str(path)!r} as {kind}: {e}; the file is damaged, truncated or not "
+                               f"{kind}: check it or copy it again") from None
 
 
 def _file_fingerprint(paths: list[Path]) -> str:
@@ -186,7 +206,7 @@ def _read_class_files(folder: Path, files: list[Path], encoding: str) -> dict[st
                            f"LABEL.txt (pos.txt, neg.txt) or NAME.LABEL (reviews.pos, reviews.neg); {FORMATS_HELP}")
     texts, names = [], []
     for p, label in zip(files, labels):
-        lines = _decode(p.read_bytes(), str(p), encoding).split("\n")
+        lines = decode(p.read_bytes(), str(p), encoding).split("\n")
         if lines[-1] == "":  # the newline that ends the last line
             lines.pop()
         texts += [line.removesuffix("\r") for line in lines]
@@ -240,7 +260,7 @@ def _tree_splits(files: Iterator[tuple[str, str, str, bytes]], origin: str, enco
         match = IMDB_FILE_NAME.fullmatch(name)
         rows.setdefault(split, []).append((
             None if split == "unsupervised" else label, int(match[1]) if match else -1, name,
-            int(match[2]) if match else None, _decode(data, where, encoding)))
+            int(match[2]) if match else None, decode(data, where, encoding)))
     if not rows:
         raise TextclsError(f"{origin} holds no SPLIT/LABEL/*.txt files; {FORMATS_HELP}")
     named = all(r[3] is not None for split_rows in rows.values() for r in split_rows)

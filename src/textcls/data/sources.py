@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
@@ -142,9 +143,20 @@ def _standard_columns(r: RawSplit, split: str, columns: Columns) -> pa.Table:
     return pa.table(out | {c: table[c] for c in table.column_names if c not in chosen and c not in out})
 
 
+# A text with nothing to read: only white space (ASCII and Unicode's spaces and separators), zero-width characters
+# and bidirectional marks. A tokenizer makes [CLS] [SEP] of any of them. Written as explicit ranges because pyarrow's
+# regular expressions (RE2) and Python's disagree on what \\s covers.
+BLANK = ("^[\\s\u0085\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff]*$")
+
+
+def is_blank(text: Optional[str]) -> bool:
+    """Whether a text is missing or has nothing to read (see BLANK)."""
+    return text is None or re.match(BLANK, text) is not None
+
+
 def _empty(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """True where the text is missing or only whitespace."""
-    return pc.fill_null(pc.match_substring_regex(column, r"^\s*$"), True)
+    """True where the text is missing or has nothing to read."""
+    return pc.fill_null(pc.match_substring_regex(column, BLANK), True)
 
 
 def _first(mask: pa.ChunkedArray) -> int:
@@ -227,6 +239,7 @@ def _label_map(train: pa.ChunkedArray, class_names: Optional[list[str]], given: 
     labels sorted (as HF's run_classification does). Integer labels are the ids, named by `given`, by the source's
     ClassLabel names, or by their numbers; integers other than 0..N-1 (ratings 1..5) map to ids in sorted order."""
     if pa.types.is_string(train.type):
+        _check_one_kind(train)
         names = given or sorted(pc.unique(train.drop_null()).to_pylist())
         return names, lambda v: pc.index_in(v, value_set=pa.array(names, pa.string()))
     if given is not None and class_names is not None and len(given) != len(class_names):
@@ -238,6 +251,20 @@ def _label_map(train: pa.ChunkedArray, class_names: Optional[list[str]], given: 
             return [str(v) for v in values], lambda v: pc.index_in(v, value_set=pa.array(values, pa.int64()))
     names = given or class_names or [str(i) for i in range((pc.max(train).as_py() or 0) + 1)]
     return names, lambda v: pc.if_else(pc.and_(pc.greater_equal(v, 0), pc.less(v, len(names))), v, None)
+
+
+def _label_counts(labels: pa.ChunkedArray) -> str:
+    counts = pc.value_counts(labels.drop_null()).to_pylist()
+    return ", ".join(f"{c['values']}: {c['counts']:,}" for c in sorted(counts, key=lambda c: str(c["values"])))
+
+
+def _check_one_kind(train: pa.ChunkedArray) -> None:
+    """String labels that are partly numbers and partly names (0/1 beside neg/pos) would make a class of each: a
+    4-class model of a 2-class task. Refused, with the counts."""
+    numeric = pc.match_substring_regex(train.drop_null(), r"^\s*-?[0-9]+\s*$")
+    if pc.any(numeric).as_py() and not pc.all(numeric).as_py():
+        raise TextclsError(f"the train labels mix numbers and names ({_label_counts(train)}): each spelling would be "
+                           f"a class of its own; write every label the same way (all names, or all ids 0..N-1)")
 
 
 def _check_labels(values: dict[str, pa.ChunkedArray], ids: dict[str, pa.ChunkedArray], names: list[str],
@@ -262,6 +289,12 @@ def _check_labels(values: dict[str, pa.ChunkedArray], ids: dict[str, pa.ChunkedA
     if len(present) < 2:
         raise TextclsError(f"train ({raw['train'].origin}) has {len(present)} label{'' if len(present) == 1 else 's'}"
                            f" ({train_labels}) in column {name!r}; classification needs at least two")
+    absent = [n for i, n in enumerate(names) if i not in set(present.to_pylist())]
+    if absent:  # kept (its id may matter, e.g. to match a model's head), but said: the model never learns it
+        log.warning("label%s %s %s no rows in train (%s); the model gets an output for %s that it never learns; "
+                    "leave %s out of --label-names unless the ids must stay as they are", "s" * (len(absent) > 1),
+                    ", ".join(map(repr, absent)), "have" if len(absent) > 1 else "has", train_labels,
+                    "them" if len(absent) > 1 else "it", "them" if len(absent) > 1 else "it")
     for split, split_ids in ids.items():
         missing, n = split_ids.null_count, len(split_ids)
         if missing and (split in MUST_BE_LABELLED or (split == "test" and missing < n)):

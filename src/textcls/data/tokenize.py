@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("textcls")
 
 # Bump when the cached columns or their meaning change: old caches are then simply not found.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: the manifest holds a checksum of every file
 MODEL_COLUMNS = ("input_ids", "token_type_ids", "length", "num_wordpieces")
 
 
@@ -113,11 +114,20 @@ def longest_first(n_a: int, n_b: int, budget: int) -> tuple[int, int]:
     return (long, short) if swap else (short, long)
 
 
+def windows(n: int, size: int, stride: int) -> list[tuple[int, int]]:
+    """(start, end) of the windows of `size` wordpieces that cover `n`, each sharing `stride` with the one before
+    (as transformers' return_overflowing_tokens with stride): the last one ends at n; a short text is one window."""
+    step = size - stride
+    starts = range(0, max(n - stride, 1), step) if n > size else [0]
+    return [(start, min(start + size, n)) for start in starts]
+
+
 class ExampleEncoder:
     """Texts (and second texts of pairs) → the model's inputs, exactly as training gets them.
 
     Returns the columns input_ids, token_type_ids, length (tokens after truncation, specials included) and
-    num_wordpieces (before truncation, no specials). Picklable, so `Dataset.map(num_proc=N)` can ship it."""
+    num_wordpieces (before truncation, no specials); with truncation "chunks", one row per window and doc_id, the
+    index of the text it is a window of. Picklable, so `Dataset.map(num_proc=N)` can ship it."""
 
     def __init__(self, tokenizer: "PreTrainedTokenizerFast", cfg: TokenizeConfig, pair: bool):
         self.backend = _private_backend(tokenizer)
@@ -125,6 +135,7 @@ class ExampleEncoder:
         self.pair = pair
         self.truncation = cfg.truncation
         self.head_tokens = cfg.head_tokens
+        self.stride = cfg.stride
         specials = [self.backend.id_to_token(t) for seg, t, _ in self.template if seg is None]
         self.num_special = len(specials)
         self.budget = cfg.max_length - len(specials)  # wordpieces of text that fit
@@ -138,12 +149,19 @@ class ExampleEncoder:
                                f"{what} has room for {self.budget} wordpieces besides its {len(specials)} special "
                                f"tokens, and head+tail keeps the first --head-tokens and the last {self.budget} - "
                                f"--head-tokens; use 0 to {self.budget - 1}")
+        # Chunked pairs keep the first text whole up to half the budget (a question), and cut the second into
+        # windows (the document), as transformers' question answering does with truncation="only_second".
+        window = self.budget - self.budget // 2 if pair else self.budget
+        if cfg.truncation == "chunks" and cfg.stride >= window:
+            raise TextclsError(f"--stride {cfg.stride} does not fit: with --max-length {cfg.max_length} a window "
+                               f"of {what} holds {window} wordpieces{' of its second text' if pair else ''}, and "
+                               f"consecutive windows share --stride of them; use 0 to {window - 1}")
 
     def _cut(self, ids: list[int], keep: int) -> list[int]:
         """The `keep` wordpieces of `ids` that the truncation strategy keeps."""
         if len(ids) <= keep:
             return ids
-        if self.truncation == "head":
+        if self.truncation in ("head", "chunks"):
             return ids[:keep]
         head = min(self.head_tokens, keep) if self.truncation == "head+tail" else 0  # tail: no head
         return ids[:head] + ids[len(ids) - (keep - head):]
@@ -157,27 +175,38 @@ class ExampleEncoder:
             types += [type_id] * len(piece)
         return ids, types
 
+    def _segments(self, a: list[int], b: Optional[list[int]]) -> list[tuple[list[int], ...]]:
+        """The wordpieces of each row a text (or pair) becomes: one row, or with chunks one per window."""
+        if self.truncation == "chunks":
+            if b is None:
+                return [(a[start:end],) for start, end in windows(len(a), self.budget, self.stride)]
+            a = a[:self.budget // 2]
+            return [(a, b[start:end]) for start, end in windows(len(b), self.budget - len(a), self.stride)]
+        if b is None:
+            return [(self._cut(a, self.budget),)]
+        keep_a, keep_b = longest_first(len(a), len(b), self.budget)
+        return [(self._cut(a, keep_a), self._cut(b, keep_b))]
+
     def __call__(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None) -> dict[str, list]:
         if (pairs is not None) != self.pair:
             raise ValueError("this encoder was built for " + ("pairs" if self.pair else "single texts"))
         first = _wordpieces(self.backend, texts)
-        second = _wordpieces(self.backend, pairs) if pairs is not None else None
-        out: dict[str, list] = {name: [] for name in MODEL_COLUMNS}
-        for i, a in enumerate(first):
-            if second is None:
-                segments = (self._cut(a, self.budget),)
-                num_wordpieces = len(a)
-            else:
-                b = second[i]
-                keep_a, keep_b = longest_first(len(a), len(b), self.budget)
-                segments = (self._cut(a, keep_a), self._cut(b, keep_b))
-                num_wordpieces = len(a) + len(b)
-            ids, types = self._assemble(segments)
-            out["input_ids"].append(ids)
-            out["token_type_ids"].append(types)
-            out["length"].append(len(ids))
-            out["num_wordpieces"].append(num_wordpieces)
+        second = _wordpieces(self.backend, pairs) if pairs is not None else [None] * len(first)
+        out: dict[str, list] = {name: [] for name in self.columns()}
+        for doc, (a, b) in enumerate(zip(first, second)):
+            num_wordpieces = len(a) + (len(b) if b is not None else 0)
+            for segments in self._segments(a, b):
+                ids, types = self._assemble(segments)
+                out["input_ids"].append(ids)
+                out["token_type_ids"].append(types)
+                out["length"].append(len(ids))
+                out["num_wordpieces"].append(num_wordpieces)
+                if "doc_id" in out:
+                    out["doc_id"].append(doc)
         return out
+
+    def columns(self) -> tuple[str, ...]:
+        return MODEL_COLUMNS + (("doc_id",) if self.truncation == "chunks" else ())
 
     def settings(self) -> dict:
         """Everything of this encoder that decides its output, for the cache fingerprint."""
@@ -186,6 +215,24 @@ class ExampleEncoder:
                "truncation": self.truncation}
         if self.truncation == "head+tail":
             out["head_tokens"] = self.head_tokens
+        if self.truncation == "chunks":
+            out["stride"] = self.stride
+        return out
+
+
+class _DocumentWindows:
+    """`Dataset.map` function for chunked texts: a batch of rows becomes its windows, each with its label and the
+    index of its row (doc_id). Unlike the 1:1 map, every column is made here: rows change in number."""
+
+    def __init__(self, encoder: ExampleEncoder):
+        self.encoder = encoder
+
+    def __call__(self, batch: dict, indices: list[int]) -> dict[str, list]:
+        out = self.encoder(batch["text"], batch.get("text_pair"))
+        local = out["doc_id"]  # each window's position in the batch
+        out["doc_id"] = [indices[d] for d in local]  # ... and its row in the split
+        if "label" in batch:
+            out["label"] = [batch["label"][d] for d in local]
         return out
 
 
@@ -221,14 +268,30 @@ def _input_columns(ds: "Dataset", split: str) -> list[str]:
     return ["text", "text_pair"] if "text_pair" in ds.column_names else ["text"]
 
 
+def file_checksum(path: Path) -> str:
+    """A digest of a file's bytes (IMDB's tokenized splits, ~70 MB, in about a tenth of a second)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _load_cached(manifest: Path) -> Optional["Dataset"]:
-    """The cached split when its manifest exists and every file it lists is there and readable, else None."""
+    """The cached split when its manifest exists and every file it lists is there, readable and unchanged since it
+    was written (the checksums in the manifest), else None: a damaged entry is tokenized again, with a warning."""
     from datasets import Dataset, concatenate_datasets
 
     try:
         info = json.loads(manifest.read_text(encoding="utf-8"))
-        parts = [Dataset.from_file(str(manifest.parent / name)) for name in info["files"]]
-    except (OSError, ValueError, KeyError):  # missing, half-deleted or unreadable: tokenize again
+        paths = [manifest.parent / name for name in info["files"]]
+        changed = [p.name for p in paths if file_checksum(p) != info["checksums"][p.name]]
+        if changed:
+            log.warning("the tokenization cache %s was changed after it was written (checksum of %s); tokenizing "
+                        "again", manifest, ", ".join(changed))
+            return None
+        parts = [Dataset.from_file(str(p)) for p in paths]
+    except (OSError, ValueError, KeyError, TypeError):  # missing, half-deleted or unreadable: tokenize again
         return None
     ds = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     return ds if len(ds) == info["rows"] else None
@@ -238,7 +301,7 @@ def _tokenize_split(split: str, ds: "Dataset", encoder: ExampleEncoder, cfg: Tok
                     key: dict) -> "Dataset":
     from datasets import Features, List, Value
 
-    from textcls.io import atomic_write_text
+    from textcls.io import atomic_write_text, writing
 
     fingerprint = hashlib.blake2b(json.dumps(key, sort_keys=True).encode(), digest_size=8).hexdigest()
     stem = f"{split}-{fingerprint}"
@@ -254,23 +317,45 @@ def _tokenize_split(split: str, ds: "Dataset", encoder: ExampleEncoder, cfg: Tok
     manifest.unlink(missing_ok=True)
     for stale in cache.glob(f"{stem}*.arrow"):
         stale.unlink()
-    features = Features({"input_ids": List(Value("int32")), "token_type_ids": List(Value("int8")),
-                         "length": Value("int32"), "num_wordpieces": Value("int32")})
+    columns = {"input_ids": List(Value("int32")), "token_type_ids": List(Value("int8")), "length": Value("int32"),
+               "num_wordpieces": Value("int32")}
     if "label" in ds.column_names:  # kept as it is (a ClassLabel keeps its names)
-        features = Features({"label": ds.features["label"], **features})
-    cache.mkdir(parents=True, exist_ok=True)
+        columns = {"label": ds.features["label"], **columns}
+    inputs = _input_columns(ds, split)
+    if encoder.truncation == "chunks":  # rows become windows: the map makes every column, doc_id too
+        mapping = dict(function=_DocumentWindows(encoder), with_indices=True, remove_columns=ds.column_names,
+                       features=Features({**columns, "doc_id": Value("int64")}))
+    else:
+        mapping = dict(function=encoder, input_columns=inputs, features=Features(columns),
+                       remove_columns=[c for c in ds.column_names if c != "label"])
     log.info("tokenizing %s: %d rows (num_proc=%d) into %s", split, len(ds), cfg.num_proc, cache)
-    with _datasets_progress_bars(log.isEnabledFor(logging.INFO)):
-        out = ds.map(encoder, batched=True, input_columns=_input_columns(ds, split),
-                     remove_columns=[c for c in ds.column_names if c != "label"], features=features,
-                     num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
-                     cache_file_name=str(cache / f"{stem}.arrow"), load_from_cache_file=False,
-                     new_fingerprint=fingerprint, desc=f"tokenizing {split}")
-    files = [Path(f["filename"]).name for f in out.cache_files]
-    # Written last and atomically: it exists only when every file it names is complete.
-    atomic_write_text(manifest, json.dumps({"format": CACHE_FORMAT, "split": split, "rows": len(out),
-                                            "files": files, "key": key}, indent=1) + "\n")
+    with _cleaned_up_on_failure(cache), writing(cache, "nothing half-written was kept; choose another --cache-dir, "
+                                                       "or free some space"):
+        cache.mkdir(parents=True, exist_ok=True)
+        with _datasets_progress_bars(log.isEnabledFor(logging.INFO)):
+            out = ds.map(**mapping, batched=True, num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+                         cache_file_name=str(cache / f"{stem}.arrow"), load_from_cache_file=False,
+                         new_fingerprint=fingerprint, desc=f"tokenizing {split}")
+        files = [Path(f["filename"]).name for f in out.cache_files]
+        # Written last and atomically: it exists only when every file it names is complete.
+        atomic_write_text(manifest, json.dumps({"format": CACHE_FORMAT, "split": split, "rows": len(out),
+                                                "files": files, "checksums": {f: file_checksum(cache / f)
+                                                                              for f in files},
+                                                "key": key}, indent=1) + "\n")
     return out
+
+
+@contextlib.contextmanager
+def _cleaned_up_on_failure(folder: Path) -> Iterator[None]:
+    """Remove the files that appear in `folder` while the body runs, when it fails (a full disk midway leaves
+    datasets' temp files and half an Arrow file)."""
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        for path in (set(folder.iterdir()) if folder.is_dir() else set()) - before:
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

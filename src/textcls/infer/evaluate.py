@@ -60,6 +60,7 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     dsd = load_data(data_cfg)
     if split not in dsd:
         raise TextclsError(f"{data_cfg.data!r} has no split {split!r}; it has: {', '.join(dsd)}")
+    trained.check_data(pairs="text_pair" in dsd[split].column_names)
     to_model = model_label_ids(label_names(dsd), trained.label_names, data_cfg.data)
     labels = np.asarray(dsd[split].with_format("numpy")["label"][:])
     if (labels < 0).any():

@@ -50,9 +50,15 @@ class TrainedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def check_data(self, pairs: bool) -> None:
+        """Whether the model's attention options work on single texts or pairs (a TextclsError if not)."""
+        attention = self.model.encoder.attention
+        attention.check_data(attention.options, pairs)
+
     def logits(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
                batch_size: int = 64) -> torch.Tensor:
         """Logits (N, num_labels) for `texts` (and their `pairs`), tokenized as in training, in the input order."""
+        self.check_data(pairs is not None)
         encoded = self.encoder(pair=pairs is not None)(texts, pairs)
         rows = [dict(zip(encoded, values)) for values in zip(*encoded.values())]
         return self.forward(rows, encoded["length"], batch_size)
@@ -92,15 +98,11 @@ def mean_by_document(logits: torch.Tensor, doc_ids: torch.Tensor) -> torch.Tenso
 def model_folder(path: Path) -> Path:
     """A run directory's exported model, or the folder itself; either must hold weights."""
     from textcls.hub import weights_file
-    from textcls.train.rundir import MODEL, is_run_dir
+    from textcls.train.rundir import model_of
 
     if not path.exists():
         raise TextclsError(f"model {str(path)!r} does not exist; give a run directory or an exported model folder")
-    if is_run_dir(path):
-        if not (path / MODEL).is_dir():
-            raise TextclsError(f"run {str(path)!r} has no exported model yet (it did not finish); resume it with "
-                               f"`textcls train --resume {path}`")
-        path = path / MODEL
+    path = model_of(path)
     if path.is_dir():
         weights_file(path)
     return path

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import torch
 
 from textcls.data.files import check_output, read_inputs, write_predictions
+from textcls.data.sources import is_blank
 from textcls.errors import TextclsError
 from textcls.infer.model import TrainedModel, load_trained
 
@@ -21,6 +22,10 @@ def _check_texts(texts: Sequence[str], pairs: Optional[Sequence[str]]) -> None:
         raise TextclsError("nothing to predict: give one or more texts")
     if pairs is not None and len(pairs) != len(texts):
         raise TextclsError(f"{len(texts)} texts but {len(pairs)} second texts; give one --text-pair per text")
+    blank = [i for i, t in enumerate(texts) if is_blank(t)] + [i for i, t in enumerate(pairs or []) if is_blank(t)]
+    if blank:
+        raise TextclsError(f"text {blank[0] + 1} has nothing to read (it is empty, or only spaces and invisible "
+                           f"characters); give a text")
 
 
 def predict_probabilities(trained: TrainedModel, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
@@ -60,11 +65,13 @@ def predict_texts(model_path: Path, texts: Sequence[str], pairs: Optional[Sequen
 def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = None,
                   text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
                   batch_size: int = 64, tokenizer: Optional[str] = None,
-                  attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> list[dict]:
-    """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file."""
+                  attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
+                  encoding: str = "utf-8") -> list[dict]:
+    """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file (text files in
+    `encoding`)."""
     if output is not None:
         check_output(output)
         if output.resolve() == input_path.resolve():
             raise TextclsError(f"--output {str(output)!r} is the --input file; write the predictions elsewhere")
-    texts, pairs = read_inputs(input_path, text_column, text_pair_column)
+    texts, pairs = read_inputs(input_path, text_column, text_pair_column, encoding)
     return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides)

@@ -69,7 +69,10 @@ def find_model(name: str, init: str = "pretrained") -> ModelSource:
     preset = PRESETS.get(name)
     if init == "random" and preset is not None and not Path(name).exists():
         return ModelSource(name=name, config=preset.config)
-    folder = hub.resolve(name, "model", need_weights=init == "pretrained")
+    from textcls.train.rundir import model_of  # a run folder stands for the model it exported
+
+    folder = hub.resolve(str(model_of(Path(name).expanduser())) if Path(name).exists() else name, "model",
+                         need_weights=init == "pretrained")
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise TextclsError(f"model folder {str(folder)!r} has no config.json; give a transformers BERT folder")

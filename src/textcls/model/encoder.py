@@ -144,7 +144,7 @@ class Encoder(nn.Module):
         if global_attention_mask is not None and not attn.global_tokens:
             raise TextclsError(f"attention {attn.name!r} has no global tokens; leave out global_attention_mask")
         inputs = attn.prepare(AttentionInputs(
-            key_padding_mask=key_padding_mask, token_type_ids=token_type_ids,
+            input_ids=input_ids, key_padding_mask=key_padding_mask, token_type_ids=token_type_ids,
             global_mask=None if global_attention_mask is None else global_attention_mask.bool()))
         x = self.embeddings(input_ids, token_type_ids)  # (B, T, C)
         for block in self.blocks:

@@ -23,7 +23,6 @@ from torch import nn
 
 from textcls.errors import TextclsError
 from textcls.io import atomic_dir
-from textcls.model.attention import attention_class
 from textcls.model.encoder import BertClassifier, BertMaskedLM, EncoderConfig
 
 log = logging.getLogger(__name__)
@@ -263,9 +262,9 @@ def transformers_differences(model: nn.Module) -> list[str]:
     pooling = getattr(model, "pooling", "cls")  # a masked LM pools nothing
     if pooling != "cls":
         out.append(f"pooling {pooling!r} (transformers pools with the [CLS] pooler)")
-    attention = model.encoder.config.attention
-    if not attention_class(attention)[0].exact:
-        out.append(f"attention {attention!r} (transformers computes full attention)")
+    attention = model.encoder.attention
+    if not attention.exact:  # the instance knows: a window that covers every position is exact
+        out.append(f"attention {attention.name!r} (transformers computes full attention)")
     return out
 
 

@@ -52,7 +52,11 @@ class PreparedData:
 
 def prepare_training_data(cfg: RunConfig) -> PreparedData:
     """load_data + the model's (or --tokenizer's) tokenizer + cached tokenize_data."""
+    from textcls.model.attention import attention_class
+
     dsd = load_data(cfg.data)
+    # Options that depend on the data (sliding attention's global first segment needs pairs): before tokenizing.
+    attention_class(cfg.model.attention)[0].check_data(cfg.attention, pairs="text_pair" in dsd["train"].column_names)
     tokenizer = load_tokenizer(default_tokenizer_name(cfg.tokenize, cfg.model))
     if "unsupervised" in dsd:  # fine-tuning has no use for unlabelled rows: don't tokenize them
         del dsd["unsupervised"]

@@ -24,7 +24,8 @@ import torch
 
 from textcls.config import RunConfig, TrainConfig
 from textcls.device import make_accelerator, no_gpu
-from textcls.errors import TextclsError
+from textcls.errors import Interrupted, TextclsError
+from textcls.io import writing
 from textcls.metrics import classification_metrics, is_better
 from textcls.train import rundir
 from textcls.train.checkpoint import load_training_state, rng_state, save_training_state
@@ -100,6 +101,7 @@ class Trainer:
     setup() builds everything below, in this order, and creates (or reopens) the run directory; train() runs the
     loop and calls finish(). A recipe for another model (pretrain.py) overrides the methods of "the model"."""
 
+    command = "train"  # the command that runs this recipe (saved in RUN/run.json: a resume must use the same)
     logged_metrics = ("loss", "accuracy", "macro_f1")  # what metrics.jsonl and the summary keep of an evaluation
 
     # Made by setup(), in this order:
@@ -202,9 +204,11 @@ class Trainer:
         if self.resume:
             self._load_last_checkpoint()
         elif acc.is_main_process:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self.cfg.save(self.run_dir / rundir.CONFIG)
-            self.metrics_log.path.touch()
+            with writing(self.run_dir, "no run was started"):
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                rundir.write_run_info(self.run_dir, self.command)
+                self.cfg.save(self.run_dir / rundir.CONFIG)
+                self.metrics_log.path.touch()
         acc.wait_for_everyone()
         if tc.tensorboard:
             acc.init_trackers("tensorboard")
@@ -232,23 +236,36 @@ class Trainer:
     def train(self) -> dict:
         """Run the training loop to the end (or early stop) and return the summary."""
         from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
         acc, st = self.accelerator, self.state
         self.bar = tqdm(total=self.total_steps, initial=st.step, desc="training", unit="step", dynamic_ncols=True,
                         disable=not acc.is_local_main_process or not log.isEnabledFor(logging.INFO))
         self.window_loss = torch.tensor(st.window_loss, dtype=torch.float32, device=acc.device)
         done = st.step >= self.total_steps
-        while not done:
-            self.model.train()
-            self.clock = time.perf_counter()
-            for batch in self._epoch_batches():
-                grad_norm = self.train_batch(batch)
-                if grad_norm is not None:  # an optimizer step was taken
-                    done = self.after_optimizer_step(grad_norm)
-                    if done:
-                        break
-        self.bar.close()
+        try:
+            with logging_redirect_tqdm():  # log lines go above the bar, not onto its line
+                while not done:
+                    self.model.train()
+                    self.clock = time.perf_counter()
+                    for batch in self._epoch_batches():
+                        grad_norm = self.train_batch(batch)
+                        if grad_norm is not None:  # an optimizer step was taken
+                            done = self.after_optimizer_step(grad_norm)
+                            if done:
+                                break
+        except KeyboardInterrupt:
+            raise self._interrupted() from None
+        finally:
+            self.bar.close()  # ends the bar's line: a message after it starts a line of its own
         return self.finish()
+
+    def _interrupted(self) -> Interrupted:
+        last = rundir.checkpoints(self.run_dir)
+        saved = (f"the last checkpoint is step {last[-1][0]}; continue from there with `textcls {self.command} "
+                 f"--resume {self.run_dir}`") if last else \
+            "no checkpoint was saved yet (start again; --save-steps N saves every N steps)"
+        return Interrupted(f"interrupted at step {self.state.step} of {self.total_steps}; {saved}")
 
     def train_batch(self, batch: dict) -> Optional[torch.Tensor]:
         """Forward and backward on one batch; at the end of an accumulation, clip and step the optimizer and the
@@ -386,8 +403,8 @@ class Trainer:
                 with atomic_dir(final) as tmp:
                     save_training_state(tmp, acc.unwrap_model(self.model), self.optimizer, trainer_state, rng)
             except TextclsError as e:
-                raise TextclsError(f"checkpoint at step {st.step}: {e}. Free some space, then continue the run with "
-                                   f"--resume {self.run_dir}") from None
+                raise TextclsError(f"checkpoint at step {st.step}: {e}. The earlier checkpoints are intact: once "
+                                   f"there is room, continue the run with --resume {self.run_dir}") from None
             best = rundir.checkpoint_dir(self.run_dir, st.best_step) if st.best_step is not None else None
             rundir.prune_checkpoints(self.run_dir, self.tc.save_total_limit, keep=[final, best])
         acc.wait_for_everyone()
@@ -466,13 +483,30 @@ def run_recipe(recipe: type[Trainer], cfg: RunConfig, output: Optional[Path] = N
     """Run `recipe` (Trainer or a subclass) as `train` describes; returns the summary."""
     if resume is not None:
         run_dir = Path(resume)
-        rundir.check_resumable(run_dir, cfg)
+        rundir.check_resumable(run_dir, cfg, recipe.command)
     else:
         run_dir = Path(output or cfg.train.output or _same_on_every_process(rundir.default_run_dir(cfg)))
         rundir.check_new_run_dir(run_dir)
+    lock = rundir.RunLock(run_dir)
+    if _is_main_process():  # the main process speaks for the run: it alone writes the folder
+        lock.acquire()
+        # Checked again with the lock held: a run that ended between the first check and now is not overwritten.
+        rundir.check_resumable(run_dir, cfg, recipe.command) if resume is not None else rundir.check_new_run_dir(run_dir)
     trainer = recipe(cfg, run_dir, resume=resume is not None)
-    trainer.setup()
-    return trainer.train()
+    try:
+        trainer.setup()
+    except BaseException:
+        lock.release(failed_in_setup=resume is None)
+        raise
+    try:
+        return trainer.train()
+    finally:
+        lock.release()
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+    return PartialState(cpu=no_gpu()).is_main_process
 
 
 def _same_on_every_process(path: Path) -> Path:

@@ -166,6 +166,7 @@ def mlm_metrics(accelerator, model: torch.nn.Module, loader) -> dict:
 class PretrainTrainer(Trainer):
     """The training loop of Trainer on a masked LM: the MLM loss is both the objective and the evaluation."""
 
+    command = "pretrain"
     logged_metrics = ("loss", "perplexity")
 
     def prepare_data(self) -> PretrainingData:

@@ -1,32 +1,38 @@
 """The run directory: where one training run keeps its config, metrics, checkpoints, plots and final model.
 
     RUN/config.json           the resolved RunConfig (reload with --config, or continue with --resume RUN)
+    RUN/run.json              which command made the run (train, pretrain), and the textcls version
     RUN/metrics.jsonl         one JSON object per logging step or evaluation
     RUN/checkpoints/step-N/   training state (see checkpoint.py), written atomically
     RUN/model/                the final classifier, loadable by textcls and by transformers
     RUN/plots/*.png           training loss, learning rate, evaluation metrics
     RUN/summary.json          final and best metrics, time, where things are
     RUN/tensorboard/          with --tensorboard
+    RUN/.lock                 held by the process that runs in the folder (see RunLock)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import socket
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from textcls.config import RunConfig
 from textcls.errors import TextclsError
-from textcls.io import atomic_write_text
+from textcls.io import atomic_write_text, writing
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 MODEL = "model"
+LOCK = ".lock"
+RUN_INFO = "run.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 # Settings that may differ when a run is resumed: where the run lives is given by --resume itself.
 RESUME_MAY_DIFFER = {("train", "output")}
@@ -47,8 +53,61 @@ def check_new_run_dir(path: Path) -> None:
     if is_run_dir(path) or checkpoints(path):
         raise TextclsError(f"{str(path)!r} already holds a run; continue it with --resume {path}, or choose "
                            f"another --output")
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and (not path.is_dir() or any(p.name != LOCK for p in path.iterdir())):
         raise TextclsError(f"--output {str(path)!r} exists and is not an empty folder; choose a new one")
+
+
+class RunLock:
+    """The lock of a run folder, held by the process that trains in it from start to end, so that a second run or
+    a resume with the same folder fails at once instead of writing into it too. It is an flock on RUN/.lock: the
+    operating system releases it when the process ends, however it ends, so the file a killed run leaves behind
+    does not hold anyone up. The file tells who holds the lock."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.created = False  # whether acquire() made the folder (then a run that fails in setup removes it)
+        self._fd: Optional[int] = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+
+        with writing(self.run_dir, "no run was started"):
+            self.created = not self.run_dir.exists()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise TextclsError(f"{str(self.run_dir)!r} is in use by another textcls run ({holder}); wait for it to "
+                               f"end, or choose another --output") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+                     .encode())
+        self._fd = fd
+        return self
+
+    def release(self, failed_in_setup: bool = False) -> None:
+        """Let go of the folder (closing the file releases the flock; the file stays, holding no one); after a run
+        that failed before writing anything, remove the folder it made."""
+        if self._fd is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        if failed_in_setup and self.created and [p.name for p in self.run_dir.iterdir()] == [LOCK]:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+def model_of(path: Path) -> Path:
+    """The model folder a path stands for: a run's exported model (RUN/model), or the path itself. A run that has
+    not finished has none yet: that is an error that says how to finish it."""
+    if not is_run_dir(path):
+        return path
+    if not (path / MODEL).is_dir():
+        raise TextclsError(f"run {str(path)!r} has no exported model yet (it did not finish); resume it with "
+                           f"`textcls {run_command(path)} --resume {path}`")
+    return path / MODEL
 
 
 def load_run_config(path: Path) -> RunConfig:
@@ -60,9 +119,28 @@ def load_run_config(path: Path) -> RunConfig:
     return RunConfig.load(path / CONFIG)
 
 
-def check_resumable(path: Path, cfg: RunConfig) -> None:
-    """`cfg` must be the run's own config (but for RESUME_MAY_DIFFER): a resumed run continues the same training."""
-    saved, given = load_run_config(path).to_dict(), cfg.to_dict()
+def write_run_info(run_dir: Path, command: str) -> None:
+    from textcls import __version__
+    atomic_write_text(run_dir / RUN_INFO, json.dumps({"command": command, "textcls": __version__}) + "\n")
+
+
+def run_command(run_dir: Path) -> str:
+    """The command that made a run: `train` or `pretrain` (runs older than run.json: train)."""
+    try:
+        return json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8"))["command"]
+    except (OSError, ValueError, KeyError):
+        return "train"
+
+
+def check_resumable(path: Path, cfg: RunConfig, command: str = "train") -> None:
+    """The run must have been made by `command`, and `cfg` must be its own config (but for RESUME_MAY_DIFFER): a
+    resumed run continues the same training."""
+    saved_cfg = load_run_config(path)
+    made_by = run_command(path)
+    if made_by != command:
+        raise TextclsError(f"{str(path)!r} is a `textcls {made_by}` run, not a `textcls {command}` one; resume it with "
+                           f"`textcls {made_by} --resume {path}`")
+    saved, given = saved_cfg.to_dict(), cfg.to_dict()
     diff = [f"{sec}.{key}: the run has {value!r}, given {given[sec][key]!r}"
             for sec, values in saved.items() for key, value in values.items()
             if (sec, key) not in RESUME_MAY_DIFFER and given[sec][key] != value]
@@ -113,7 +191,7 @@ class MetricsLog:
         self.path = path
 
     def write(self, record: dict) -> None:
-        with self.path.open("a", encoding="utf-8") as f:
+        with writing(self.path, "the records before this one are kept"), self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:

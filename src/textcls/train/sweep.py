@@ -18,6 +18,7 @@ from typing import Any
 from textcls.config import RunConfig, find_key, parse_value
 from textcls.errors import TextclsError
 from textcls.io import atomic_write_text
+from textcls.train.loop import Trainer, train
 
 log = logging.getLogger("textcls")
 
@@ -77,6 +78,22 @@ def _run_result(name: str, combo: dict, summary: dict, records: list[dict], metr
             "final": summary["final"], "seconds": round(seconds, 1)}
 
 
+def run_config(cfg: RunConfig, combo: dict, output: Path, name: str) -> RunConfig:
+    """`cfg` with one combination of values, in its own folder; a combination that cannot work, for its settings or
+    its model, fails here, before any run starts."""
+    values = cfg.to_dict()
+    for key, value in combo.items():
+        section, field = key.split(".")
+        values[section][field] = value
+    values["train"].update(output=str(output), name=name)
+    try:
+        run_cfg = RunConfig.from_dict(values)
+        Trainer(run_cfg, output).check_model()  # the model's files, and the lengths it can take
+    except TextclsError as e:
+        raise TextclsError(f"sweep run {name}: {e}; no run was started") from None
+    return run_cfg
+
+
 def sweep(cfg: RunConfig, grid: dict[str, list]) -> dict:
     """Train once per combination of `grid` values on top of `cfg`; runs go to <output>/<key=value,...>/. A run
     that fails with a user error (e.g. a loss that diverges at a high learning rate) is reported, and the sweep goes
@@ -85,7 +102,6 @@ def sweep(cfg: RunConfig, grid: dict[str, list]) -> dict:
     from accelerate import PartialState
 
     from textcls.device import no_gpu
-    from textcls.train.loop import train
     from textcls.train.plots import plot_sweep
     from textcls.train.rundir import METRICS, MetricsLog
 
@@ -99,20 +115,18 @@ def sweep(cfg: RunConfig, grid: dict[str, list]) -> dict:
             atomic_write_text(out / name, text)
 
     combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    names = run_names(combos)
+    # Every combination's config is made (and so checked) before the first run starts.
+    configs = [run_config(cfg, combo, out / name, name) for name, combo in zip(names, combos)]
     metric = cfg.train.metric_for_best
     result: dict[str, Any] = {"sweep_dir": str(out), "grid": grid, "metric": metric, "status": "running",
                               "runs": []}
     curves = {}
-    for i, (name, combo) in enumerate(zip(run_names(combos), combos), 1):
+    for i, (name, combo, run_cfg) in enumerate(zip(names, combos, configs), 1):
         log.info("sweep run %d/%d: %s", i, len(combos), name)
-        values = cfg.to_dict()
-        for key, value in combo.items():
-            section, field = key.split(".")
-            values[section][field] = value
-        values["train"].update(output=str(out / name), name=name)
         start = time.perf_counter()
         try:
-            summary = train(RunConfig.from_dict(values))
+            summary = train(run_cfg)
         except TextclsError as e:
             log.warning("sweep run %s failed: %s", name, e)
             result["runs"].append({"run": name, "settings": combo, "error": str(e)})
@@ -128,7 +142,8 @@ def sweep(cfg: RunConfig, grid: dict[str, list]) -> dict:
     if state.is_main_process:
         plot_sweep(curves, metric, out / SWEEP_PNG)
     result["table"] = comparison_table(result)
-    result["status"] = "done"
+    result["status"] = "done" if len(curves) == len(combos) else "done, with failed runs"
+    result["failed"] = len(combos) - len(curves)
     write(SWEEP_MD, f"# Sweep over {', '.join(map(_short, grid))}\n\n{result['table']}\n\n"
                     f"![training loss and validation {metric} of each run]({SWEEP_PNG})\n")
     write(SWEEP_JSON, json.dumps(result, indent=2) + "\n")

@@ -43,6 +43,7 @@ class AttentionShape:
 class AttentionInputs:
     """What a mechanism gets besides q, k and v; made once per forward by the encoder, completed by the mechanism's
     `prepare`, and passed to every layer."""
+    input_ids: Optional[torch.Tensor] = None  # (B, T) the tokens (where the special ones are, the batch's shape)
     key_padding_mask: Optional[torch.Tensor] = None  # (B, T) bool, True = real token; None: the batch has no padding
     token_type_ids: Optional[torch.Tensor] = None  # (B, T) segment of each token (0: first text, 1: second)
     global_mask: Optional[torch.Tensor] = None  # (B, T) bool, True = a global token (mechanisms that have them)
@@ -81,6 +82,11 @@ class Attention(nn.Module):
                                f"{shape.max_positions} positions; lower --max-length to "
                                f"{shape.max_positions // cls.seq_multiple_of * cls.seq_multiple_of} or add "
                                f"--extend-positions")
+
+    @classmethod
+    def check_data(cls, options: AttentionOptions, pairs: bool) -> None:
+        """Raise a TextclsError when these options cannot work on this data (single texts or pairs), once the data
+        is known: in training, evaluation and prediction."""
 
     @classmethod
     def full_limit(cls, seq_len: int) -> Optional[dict]:

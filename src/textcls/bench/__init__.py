@@ -1,0 +1,1 @@
+"""Benchmarks that are part of the tool: `textcls bench attention` (attention.py)."""
