@@ -36,8 +36,10 @@ def register(sub) -> None:
     p.add_argument("--reference", action="store_true",
                    help="also transformers' LongformerForSequenceClassification (same dimensions, window "
                         "--sliding-window) and BertForSequenceClassification, on the same batches")
-    p.add_argument("--repeats", type=int, default=3, help="timed steps; the best counts (default: 3)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default: 1)")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps; the best counts (default: 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    p.add_argument("--rounds", type=int, default=1, help="measure every case this many times, round-robin, and "
+                                                         "keep its fastest (default: 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when there is a GPU)")
     p.add_argument("--timeout", type=float, default=900, help="seconds one measurement may take (default: 900)")
     p.add_argument("--output", metavar="DIR", help="where bench.json, bench.md and attention.png go "
@@ -61,7 +63,8 @@ def bench_attention(args: argparse.Namespace) -> int:
         raise TextclsError(f"--model {args.model!r} is not a preset ({', '.join(PRESETS)}): the benchmark builds "
                            f"a preset's dimensions from random weights")
     for flag, value, low in (("--lengths", min(args.lengths), 2), ("--batch-size", args.batch_size, 1),
-                             ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0)):
+                             ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0),
+                             ("--rounds", args.rounds, 1)):
         if value < low:
             raise TextclsError(f"{flag} must be at least {low}, got {value}")
     _, options = attention_from_args(args)
@@ -73,7 +76,7 @@ def bench_attention(args: argparse.Namespace) -> int:
         print(f"{row['attention']} at {row['length']:,} x {row['batch_size']}: {took}", file=sys.stderr)
 
     rows = bench.bench_attention(sorted(args.lengths), args.attention, args.batch_size, args.model, options,
-                                 args.reference, args.repeats, args.warmup, device, args.timeout,
+                                 args.reference, args.repeats, args.warmup, device, args.timeout, args.rounds,
                                  progress=None if args.quiet else progress)
     atomic_write_text(out / "bench.json", json.dumps(rows, indent=2) + "\n")
     atomic_write_text(out / "bench.md", bench.table(rows) + "\n")

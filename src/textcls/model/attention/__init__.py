@@ -47,6 +47,7 @@ class AttentionInputs:
     key_padding_mask: Optional[torch.Tensor] = None  # (B, T) bool, True = real token; None: the batch has no padding
     token_type_ids: Optional[torch.Tensor] = None  # (B, T) segment of each token (0: first text, 1: second)
     global_mask: Optional[torch.Tensor] = None  # (B, T) bool, True = a global token (mechanisms that have them)
+    state: Optional[object] = None  # what the mechanism's prepare made for every layer (a block layout, a mask)
 
 
 class Attention(nn.Module):
