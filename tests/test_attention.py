@@ -13,7 +13,7 @@ from textcls.errors import TextclsError
 from textcls.model import Encoder, EncoderConfig
 from textcls.config import AttentionOptions
 from textcls.model.attention import (_REGISTRY, Attention, AttentionInputs, AttentionShape, attention_names,
-                                     attention_options, build_attention, describe_attention, register_attention)
+                                     attention_options, describe_attention, register_attention)
 from textcls.model.attention.full import FullAttention, FullOptions
 
 B, NH, HS = 2, 2, 16

@@ -102,7 +102,7 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(train_argv, cli, tmp_path,
     rc, err = cli.run(train_argv(out, "--max-steps", "6", "--save-steps", "2", "--eval-strategy", "no"))
     assert rc == 2
     last = out / "checkpoints" / f"step-{2:07d}"
-    assert f"the training loss became nan at step 3 (epoch 1)" in err and f"the last good checkpoint is {last}" in err
+    assert "the training loss became nan at step 3 (epoch 1)" in err and f"the last good checkpoint is {last}" in err
     assert [p.name for p in (out / "checkpoints").iterdir()] == [last.name]  # nothing half-written beside it
     assert not (out / "summary.json").exists()
     assert all(torch.isfinite(p).all() for p in trainers[0].model.parameters())  # the NaN never reached them
