@@ -9,6 +9,8 @@
 #   tiny-cls-3      recipes/imdb-bert-tiny-cls.yaml: BERT's [CLS] pooler, BERT's dropout 0.1, 3 epochs
 #   tiny-mlm        recipes/imdb-mlm-pretrain.yaml (23 min of masked-LM pretraining), then imdb-mlm-finetune.yaml
 #   minilm          recipes/imdb-minilm-cpu.yaml: all-MiniLM-L6-v2, max length 256, the steps that fit 30 min
+#   tiny-chunks     recipes/imdb-bert-tiny-chunks.yaml: the main job on chunked reviews (windows of 512, stride 128)
+#   tiny-sliding-2048  recipes/imdb-bert-tiny-sliding-2048.yaml: the main job at 2,048 tokens, sliding window 256
 set -euo pipefail
 DATA=$1; OUT=$2; shift 2
 RECIPES=$(cd "$(dirname "$0")/../recipes" && pwd)
@@ -35,6 +37,8 @@ for setting in "$@"; do
     # 520 steps of 32 reviews take the 30 minutes here (9.5 reviews/s at 256 tokens); the 25k test reviews then take
     # about 15 more minutes to evaluate.
     minilm) run minilm train imdb-minilm-cpu ;;
+    tiny-chunks) run tiny-chunks train imdb-bert-tiny-chunks ;;
+    tiny-sliding-2048) run tiny-sliding-2048 train imdb-bert-tiny-sliding-2048 ;;
     *) echo "unknown setting $setting" >&2; exit 2 ;;
   esac
 done

@@ -4,8 +4,9 @@ A step is forward + backward + AdamW step of a sequence classifier (bert-tiny's 
 `batch_size` random token sequences of `length` tokens, [CLS] global where a mechanism has global tokens. Each
 (mechanism, length) runs in a child process of its own: its peak memory is its own, and a length that runs out of
 memory or time kills only that child and becomes a row that says so. The time is the best of `repeats` steps after
-`warmup` steps; the peak memory is what the timed steps added to the process (CUDA: the allocator's peak; CPU: the
-peak resident set size, VmHWM, reset before the timed steps).
+`warmup` steps; the peak memory is what the steps added to the process at their peak over the model and batch
+(gradients, optimizer state, activations; CUDA: the allocator's peak; CPU: the peak resident set size, VmHWM, reset
+before the first step).
 
 References, in the same run and on the same batches: transformers' LongformerForSequenceClassification (the same
 dimensions and window; `transformers-longformer`) and BertForSequenceClassification (`transformers-bert`).
@@ -120,8 +121,8 @@ def run_case(case: Case) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    for _ in range(case.warmup):
-        step()
+    # The peak is counted from before the first step: the memory freed after a step stays in the process (the
+    # allocators keep it), so a baseline taken after warm-up would already hold the step's activations.
     gc.collect()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -130,6 +131,8 @@ def run_case(case: Case) -> dict:
         with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current size (Linux)
             f.write("5")
         base = _memory_mb()[0]
+    for _ in range(case.warmup):
+        step()
     seconds = min(step() for _ in range(case.repeats))
     peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if device.type == "cuda" else _memory_mb()[1] - base
     return {"attention": case.attention, "length": case.length, "batch_size": case.batch_size,
