@@ -141,6 +141,7 @@ class BlockedOptions(AttentionOptions):
 @pytest.fixture
 def blocked(monkeypatch):
     BlockedOptions.mechanism = "blocked"
+    monkeypatch.setattr(Blocked, "name", "blocked")
     monkeypatch.setitem(_REGISTRY, "blocked", (Blocked, BlockedOptions))
     return "blocked"
 
@@ -241,3 +242,65 @@ def test_global_tokens_only_for_mechanisms_that_have_them():
     ids = torch.randint(1, 100, (2, 16))
     with pytest.raises(TextclsError, match="attention 'full' has no global tokens"):
         enc(ids, global_attention_mask=torch.zeros_like(ids))
+
+
+class Projected(FullAttention):
+    """Full attention on keys and values mixed by a learned (hs, hs) projection: a mechanism with weights of its own,
+    as Linformer's projections."""
+
+    exact = False
+
+    def __init__(self, shape, options):
+        super().__init__(shape, options)
+        self.proj = torch.nn.Linear(shape.head_size, shape.head_size, bias=False)
+
+    def forward(self, q, k, v, inputs):
+        return super().forward(q, self.proj(k), self.proj(v), inputs)
+
+
+class ProjectedOptions(AttentionOptions):
+    pass
+
+
+@pytest.fixture
+def projected(monkeypatch):
+    """Registered for one test, as register_attention would (which refuses a second registration)."""
+    ProjectedOptions.mechanism = "projected"
+    monkeypatch.setattr(Projected, "name", "projected")
+    monkeypatch.setitem(_REGISTRY, "projected", (Projected, ProjectedOptions))
+    return "projected"
+
+
+def test_a_mechanisms_own_weights_are_saved_exported_and_loaded_back(projected, hf_tokenizer, tmp_path, caplog):
+    """Mechanism weights go into the export under names transformers does not have (it loads the folder and ignores
+    them), and textcls reads them back exactly; a checkpoint without them starts them fresh, said so."""
+    from transformers import BertForSequenceClassification
+
+    from textcls.config import ModelConfig
+    from textcls.model import build_classifier, hf_state_dict, load_classifier, save_classifier
+
+    cfg = ModelConfig(model="bert-tiny", init="random", attention=projected)
+    torch.manual_seed(0)
+    model, _ = build_classifier(cfg, ["neg", "pos"], 128)
+    names = [n for n in hf_state_dict(model) if ".attention.mechanism." in n]
+    assert names == ["bert.encoder.layer.0.attention.mechanism.proj.weight",
+                     "bert.encoder.layer.1.attention.mechanism.proj.weight"]
+    save_classifier(model, tmp_path / "model", hf_tokenizer, ["neg", "pos"])
+
+    hf = BertForSequenceClassification.from_pretrained(tmp_path / "model")  # loads, ignoring the extra tensors
+    assert hf.config.num_labels == 2
+    loaded, labels, report = load_classifier(tmp_path / "model")
+    assert loaded.encoder.attention.name == projected and report.fresh == [] and labels == ["neg", "pos"]
+    for (name, a), (_, b) in zip(model.named_parameters(), loaded.named_parameters()):
+        assert torch.equal(a, b), name
+    ids = torch.randint(1000, 2000, (2, 16))
+    assert torch.equal(model.eval()(ids).logits, loaded.eval()(ids).logits)
+
+    # A checkpoint of full attention has no such weights: they start fresh, and the load report says which.
+    plain, _ = build_classifier(ModelConfig(model="bert-tiny", init="random"), ["neg", "pos"], 128)
+    save_classifier(plain, tmp_path / "plain", hf_tokenizer, ["neg", "pos"])
+    _, _, report = load_classifier(tmp_path / "plain", attention=projected)
+    assert report.fresh == ["encoder.blocks.0.attn.proj.weight", "encoder.blocks.1.attn.proj.weight"]
+    # And loaded with full attention, the projected model's extra tensors are reported unused, not an error.
+    _, _, report = load_classifier(tmp_path / "model", attention="full")
+    assert report.unused == names

@@ -137,3 +137,13 @@ def test_bad_input(case, hf_classifier, hf_classifier_named, small_imdb, tmp_pat
         model = tmp_path / "absent"
     err = cli.error("evaluate", str(model), "--data", str(data), "--cache-dir", str(tmp_path / "cache"), *argv)
     assert expected in err
+
+
+def test_evaluate_finds_the_runs_tokenized_test_split(trained_run, small_imdb, cli, caplog, tmp_path):
+    """The run tokenized its test split for its final evaluation; evaluate reads the same rows with the same
+    settings, so it finds them in the run's cache instead of tokenizing again."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="textcls"):
+        cli.json("evaluate", str(trained_run))
+    assert "tokenized test: loaded from cache" in caplog.text and "tokenizing test" not in caplog.text

@@ -125,7 +125,7 @@ def test_pretraining_run(pretrained_run, read_jsonl, model_weights):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["pretrain"] == {"mlm_probability": 0.15, "splits": None}
     assert config["train"]["metric_for_best"] == "loss" and config["train"]["eval_splits"] == []
-    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["loss.png", "lr.png"]
+    assert sorted(p.name for p in (run_dir / "plots").iterdir()) == ["eval.png", "loss.png", "lr.png"]  # perplexity
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-0000015", "step-0000030"]
 
     model_dir = run_dir / "model"

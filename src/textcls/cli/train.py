@@ -10,13 +10,7 @@ import sys
 from pathlib import Path
 
 from textcls.cli.output import add_json_flag, emit, table
-from textcls.config import (
-    CLASSIFIER_ONLY,
-    PRETRAIN_FIXED,
-    add_arguments,
-    attention_from_args,
-    config_from_args,
-)
+from textcls.config import CLASSIFIER_ONLY, PRETRAIN_FIXED, add_arguments, attention_from_args, config_from_args
 from textcls.errors import TextclsError
 
 TRAIN_SECTIONS = ("data", "tokenize", "model", "attention", "train")

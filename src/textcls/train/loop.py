@@ -437,7 +437,8 @@ class Trainer:
             for split, m in results.items():
                 self._log({"kind": "final", "split": split, "step": st.step,
                            **{k: m[k] for k in self.logged_metrics}})
-            summary["plots"] = [str(p) for p in plot_run(self.metrics_log.read(), self.run_dir / "plots")]
+            plotted = tuple(k for k in self.logged_metrics if k != "loss")  # the loss has a plot of its own
+            summary["plots"] = [str(p) for p in plot_run(self.metrics_log.read(), self.run_dir / "plots", plotted)]
             rundir.write_summary(self.run_dir, summary)
         if tc.tensorboard:
             acc.end_training()

@@ -21,9 +21,9 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_run(records: list[dict], out_dir: Path) -> list[Path]:
-    """loss.png (training loss, and validation loss at each evaluation), lr.png, eval.png (validation accuracy and
-    macro-F1, when evaluated); returns the files."""
+def plot_run(records: list[dict], out_dir: Path, metrics: tuple[str, ...] = ("accuracy", "macro_f1")) -> list[Path]:
+    """loss.png (training loss, and validation loss at each evaluation), lr.png, eval.png (the validation `metrics`,
+    when evaluated: accuracy and macro-F1 of a classifier, perplexity of a masked LM); returns the files."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -43,8 +43,8 @@ def plot_run(records: list[dict], out_dir: Path) -> list[Path]:
     _save(fig, out_dir / "lr.png")
     written.append(out_dir / "lr.png")
 
-    scores = [key for key in ("accuracy", "macro_f1") if _series(records, "eval", key)[0]]
-    if scores:  # a masked-LM run has its loss only
+    scores = [key for key in metrics if _series(records, "eval", key)[0]]
+    if scores:
         fig, ax = plt.subplots(figsize=(6, 4))
         for key in scores:
             ax.plot(*_series(records, "eval", key), "o-", label=key)
