@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from types import SimpleNamespace
@@ -246,12 +245,14 @@ def test_killed_run_leaves_nothing_trusted(tokenizer, imdb_dir, tmp_path, monkey
         tokenize_data(dsd, tokenizer, cfg)
     cache = tmp_path / "tokenized"
     assert not list(cache.iterdir())
-    # A kill leaves what was written; the cleanup cannot run then, which is what this context manager stands for.
-    monkeypatch.setattr(tokenize, "_cleaned_up_on_failure", lambda folder: contextlib.nullcontext())
+    # A kill leaves what was written: the cleanup (removing the work folder) cannot run then.
+    rmtree = tokenize.shutil.rmtree
+    monkeypatch.setattr(tokenize.shutil, "rmtree", lambda *args, **kwargs: None)
     with pytest.raises(RuntimeError, match="killed"):
         tokenize_data(dsd, tokenizer, cfg)
-    assert list(cache.glob("train-*_00000_of_00002.arrow"))  # the first worker finished its shard
-    assert not list(cache.glob("train-*.json"))  # but no manifest: nothing to trust
+    monkeypatch.setattr(tokenize.shutil, "rmtree", rmtree)
+    assert list(cache.glob(".train-*.tmp/train-*_00000_of_00002.arrow"))  # the first worker finished its shard
+    assert not list(cache.glob("train-*"))  # but nothing reached the cache, and no manifest: nothing to trust
 
     monkeypatch.setattr(tokenize, "_wordpieces", real)
     with caplog.at_level(logging.INFO, logger="textcls"):

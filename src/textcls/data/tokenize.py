@@ -329,33 +329,33 @@ def _tokenize_split(split: str, ds: "Dataset", encoder: ExampleEncoder, cfg: Tok
         mapping = dict(function=encoder, input_columns=inputs, features=Features(columns),
                        remove_columns=[c for c in ds.column_names if c != "label"])
     log.info("tokenizing %s: %d rows (num_proc=%d) into %s", split, len(ds), cfg.num_proc, cache)
-    with _cleaned_up_on_failure(cache), writing(cache, "nothing half-written was kept; choose another --cache-dir, "
-                                                       "or free some space"):
-        cache.mkdir(parents=True, exist_ok=True)
-        with _datasets_progress_bars(log.isEnabledFor(logging.INFO)):
-            out = ds.map(**mapping, batched=True, num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
-                         cache_file_name=str(cache / f"{stem}.arrow"), load_from_cache_file=False,
-                         new_fingerprint=fingerprint, desc=f"tokenizing {split}")
-        files = [Path(f["filename"]).name for f in out.cache_files]
-        # Written last and atomically: it exists only when every file it names is complete.
-        atomic_write_text(manifest, json.dumps({"format": CACHE_FORMAT, "split": split, "rows": len(out),
-                                                "files": files, "checksums": {f: file_checksum(cache / f)
-                                                                              for f in files},
-                                                "key": key}, indent=1) + "\n")
+    # Written into a folder of its own, then moved into the cache: a failure (a full disk midway) removes that
+    # folder whole, datasets' temp files with it, and a run tokenizing into the same cache is never touched.
+    work = cache / f".{stem}.tmp"
+    with writing(cache, "nothing half-written was kept; choose another --cache-dir, or free some space"):
+        shutil.rmtree(work, ignore_errors=True)  # what a killed run left
+        work.mkdir(parents=True)
+        try:
+            with _datasets_progress_bars(log.isEnabledFor(logging.INFO)):
+                out = ds.map(**mapping, batched=True, num_proc=cfg.num_proc if cfg.num_proc > 1 else None,
+                             cache_file_name=str(work / f"{stem}.arrow"), load_from_cache_file=False,
+                             new_fingerprint=fingerprint, desc=f"tokenizing {split}")
+            files, rows = [Path(f["filename"]).name for f in out.cache_files], len(out)
+            del out  # its memory maps point into the work folder
+            for name in files:
+                os.replace(work / name, cache / name)
+            # Written last and atomically: it exists only when every file it names is complete.
+            atomic_write_text(manifest, json.dumps({"format": CACHE_FORMAT, "split": split, "rows": rows,
+                                                    "files": files, "checksums": {f: file_checksum(cache / f)
+                                                                                  for f in files},
+                                                    "key": key}, indent=1) + "\n")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    out = _load_cached(manifest)  # the files where they stay, so that DataLoader workers can reopen them
+    if out is None:
+        raise TextclsError(f"the tokenization cache {str(manifest)!r} could not be read back after it was written; "
+                           f"check the folder (--cache-dir)")
     return out
-
-
-@contextlib.contextmanager
-def _cleaned_up_on_failure(folder: Path) -> Iterator[None]:
-    """Remove the files that appear in `folder` while the body runs, when it fails (a full disk midway leaves
-    datasets' temp files and half an Arrow file)."""
-    before = set(folder.iterdir()) if folder.is_dir() else set()
-    try:
-        yield
-    except BaseException:
-        for path in (set(folder.iterdir()) if folder.is_dir() else set()) - before:
-            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
