@@ -138,12 +138,17 @@ class BlockedOptions(AttentionOptions):
     pass
 
 
+def register_for_test(monkeypatch, name: str, cls: type, options: type) -> str:
+    """`name` registered for one test, as register_attention would (which refuses a second registration)."""
+    options.mechanism = name
+    monkeypatch.setattr(cls, "name", name)
+    monkeypatch.setitem(_REGISTRY, name, (cls, options))
+    return name
+
+
 @pytest.fixture
 def blocked(monkeypatch):
-    BlockedOptions.mechanism = "blocked"
-    monkeypatch.setattr(Blocked, "name", "blocked")
-    monkeypatch.setitem(_REGISTRY, "blocked", (Blocked, BlockedOptions))
-    return "blocked"
+    return register_for_test(monkeypatch, "blocked", Blocked, BlockedOptions)
 
 
 def test_a_block_multiple_is_checked_against_the_runs_length_not_the_positions(blocked):
@@ -228,11 +233,10 @@ def test_a_shared_query_key_mechanism_gets_the_queries_as_keys(monkeypatch):
             return super().forward(q, k, v, inputs)
 
     class SharedOptions(AttentionOptions):
-        mechanism = "shared"
+        pass
 
-    monkeypatch.setitem(_REGISTRY, "shared", (SharedQK, SharedOptions))
     enc = Encoder(EncoderConfig(num_layers=2, hidden_size=32, num_heads=2, intermediate_size=64, vocab_size=100,
-                                attention="shared"))
+                                attention=register_for_test(monkeypatch, "shared", SharedQK, SharedOptions)))
     enc(torch.randint(1, 100, (2, 16)))
     assert seen == [True, True]
 
@@ -264,11 +268,7 @@ class ProjectedOptions(AttentionOptions):
 
 @pytest.fixture
 def projected(monkeypatch):
-    """Registered for one test, as register_attention would (which refuses a second registration)."""
-    ProjectedOptions.mechanism = "projected"
-    monkeypatch.setattr(Projected, "name", "projected")
-    monkeypatch.setitem(_REGISTRY, "projected", (Projected, ProjectedOptions))
-    return "projected"
+    return register_for_test(monkeypatch, "projected", Projected, ProjectedOptions)
 
 
 def test_a_mechanisms_own_weights_are_saved_exported_and_loaded_back(projected, hf_tokenizer, tmp_path, caplog):
