@@ -15,9 +15,12 @@ the run instead of skipping the tests that need it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -252,3 +255,33 @@ def hf_classifier(tmp_path_factory, minilm_path) -> Path:
 def hf_classifier_named(tmp_path_factory, minilm_path) -> Path:
     """The same weights as `hf_classifier`, with labels neg, pos."""
     return _save_hf_classifier(tmp_path_factory.mktemp("hf_classifier_named"), minilm_path, ("neg", "pos"))
+
+
+@contextlib.contextmanager
+def _serving(app):
+    """`app` under uvicorn in a background thread on a free loopback port; yields the base URL."""
+    import uvicorn
+
+    from textcls.cli.serve import bind
+
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        assert not thread.is_alive(), "the server did not stop"
+
+
+@pytest.fixture(scope="session")
+def serving():
+    """`with serving(app) as url:` an ASGI app (textcls serve's) on a real server on the loopback."""
+    return _serving

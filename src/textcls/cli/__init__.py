@@ -16,7 +16,8 @@ from typing import Callable
 
 from textcls.errors import TextclsError
 
-COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train", "textcls.cli.bench")
+COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train", "textcls.cli.bench",
+            "textcls.cli.serve")
 
 
 class Parser(argparse.ArgumentParser):
