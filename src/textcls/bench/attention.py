@@ -241,4 +241,6 @@ def plot(rows: list[dict], path: Path) -> Path:
 
 if __name__ == "__main__":  # the child of `measure`: one case, its row as the last line of stdout
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from textcls.allocator import keep_freed_memory
+    keep_freed_memory()  # as the textcls command does, for every model alike
     print(json.dumps(run_case(Case(**json.loads(sys.argv[1])))))

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Callable
 
+from textcls.allocator import keep_freed_memory
 from textcls.errors import TextclsError
 
 COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train", "textcls.cli.bench",
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         # Progress bars written to a log file or a pipe: a frame every few seconds, not dozens a second. tqdm reads
         # TQDM_* defaults when it is imported, so before any handler imports it (datasets' bars follow too).
         os.environ.setdefault("TQDM_MININTERVAL", "5")
+    keep_freed_memory()  # steps that do not page-fault their activations in afresh (textcls/allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
