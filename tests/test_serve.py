@@ -113,16 +113,16 @@ def test_the_wait_counts_from_the_first_requests_arrival():
     """A request that arrived during a model call longer than max_wait has waited enough: the next call starts as
     soon as that one ends, not max_wait later."""
     async def body(batcher):
-        full = asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))  # a full batch: runs at once, 1 s
+        full = asyncio.gather(batcher.submit(["a"]), batcher.submit(["b"]))  # a full batch: runs at once, 2.5 s
         await asyncio.sleep(0.05)
-        await batcher.submit(["c"])  # arrives during that call, its 0.6 s of wait over when the call ends
+        await batcher.submit(["c"])  # arrives during that call, its 2 s of wait over when the call ends
         await full
 
-    run = Recorder(delay=1.0)
-    run_batcher(run, body, max_batch=2, max_wait_ms=600)
+    run = Recorder(delay=2.5)
+    run_batcher(run, body, max_batch=2, max_wait_ms=2000)
     assert run.batches == [["a", "b"], ["c"]]
-    gap = run.starts[1] - run.starts[0] - 1.0  # from the end of the first call to the start of the second
-    assert gap < 0.3  # not 0.6
+    gap = run.starts[1] - run.starts[0] - 2.5  # from the end of the first call to the start of the second
+    assert gap < 1.0  # not 2.0: wide margins, for a busy machine
 
 
 def test_max_batch_1_runs_each_request_alone():
