@@ -166,7 +166,8 @@ class ExampleEncoder:
         head = min(self.head_tokens, keep) if self.truncation == "head+tail" else 0  # tail: no head
         return ids[:head] + ids[len(ids) - (keep - head):]
 
-    def _assemble(self, segments: tuple[list[int], ...]) -> tuple[list[int], list[int]]:
+    def assemble(self, segments: tuple[list[int], ...]) -> tuple[list[int], list[int]]:
+        """input_ids and token_type_ids of one row: the segments' wordpieces laid out by the special-tokens template."""
         ids: list[int] = []
         types: list[int] = []
         for segment, token_id, type_id in self.template:
@@ -175,8 +176,9 @@ class ExampleEncoder:
             types += [type_id] * len(piece)
         return ids, types
 
-    def _segments(self, a: list[int], b: Optional[list[int]]) -> list[tuple[list[int], ...]]:
-        """The wordpieces of each row a text (or pair) becomes: one row, or with chunks one per window."""
+    def row_segments(self, a: list[int], b: Optional[list[int]]) -> list[tuple[list[int], ...]]:
+        """The wordpieces of each row a text (or pair) becomes: one row, or with chunks one per window. Any items
+        will do in place of wordpiece ids (explanations pass positions, to know where each kept wordpiece came from)."""
         if self.truncation == "chunks":
             if b is None:
                 return [(a[start:end],) for start, end in windows(len(a), self.budget, self.stride)]
@@ -195,8 +197,8 @@ class ExampleEncoder:
         out: dict[str, list] = {name: [] for name in self.columns()}
         for doc, (a, b) in enumerate(zip(first, second)):
             num_wordpieces = len(a) + (len(b) if b is not None else 0)
-            for segments in self._segments(a, b):
-                ids, types = self._assemble(segments)
+            for segments in self.row_segments(a, b):
+                ids, types = self.assemble(segments)
                 out["input_ids"].append(ids)
                 out["token_type_ids"].append(types)
                 out["length"].append(len(ids))

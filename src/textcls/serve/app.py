@@ -65,13 +65,13 @@ def pair_mode(trained: TrainedModel) -> Optional[bool]:
     return works[0] if len(works) == 1 else None
 
 
-def model_info(trained: TrainedModel) -> dict:
+def model_info(trained: TrainedModel, pair: Optional[bool]) -> dict:
     attention = trained.model.encoder.attention
     cfg = trained.tokenize_cfg
     return {"model": str(trained.folder.resolve()), "labels": trained.label_names,
             "max_length": cfg.max_length, "truncation": cfg.truncation,
             "attention": {"name": attention.name, "options": dataclasses.asdict(attention.options)},
-            "pair": pair_mode(trained), "explain_method": METHOD, "explain_target": TARGET}
+            "pair": pair, "explain_method": METHOD, "explain_target": TARGET}
 
 
 class BodyLimit:
@@ -162,7 +162,7 @@ def create_app(trained: TrainedModel, max_batch: int = 64, max_wait_ms: float = 
     app = FastAPI(title="textcls", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.state.batcher = batcher
-    info = model_info(trained) | {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "batch_size": batch_size,
+    info = model_info(trained, pair) | {"max_batch": max_batch, "max_wait_ms": max_wait_ms, "batch_size": batch_size,
                                   "limits": dataclasses.asdict(limits)}
 
     @app.exception_handler(RequestValidationError)

@@ -24,7 +24,7 @@ TARGET = "log-probability of the predicted label"
 
 def _origins(template: tuple, kept: tuple[list[int], ...]) -> list[Optional[tuple[int, int]]]:
     """Where each token of a model row comes from: (segment, wordpiece position), or None for a special token;
-    laid out by the encoder's special-tokens template, as ExampleEncoder._assemble lays out the ids."""
+    laid out by the encoder's special-tokens template, as ExampleEncoder.assemble lays out the ids."""
     out: list[Optional[tuple[int, int]]] = []
     for segment, _, _ in template:
         out += [None] if segment is None else [(segment, p) for p in kept[segment]]
@@ -44,11 +44,11 @@ def explain(trained: "TrainedModel", text: str, pair: Optional[str] = None) -> d
     encodings = [encoder.backend.encode(s, add_special_tokens=False) for s in segments]
     # Which wordpieces each model row keeps: the encoder's truncation, run on positions instead of token ids.
     positions = [list(range(len(e.ids))) for e in encodings]
-    windows = encoder._segments(positions[0], positions[1] if pairs else None)
+    windows = encoder.row_segments(positions[0], positions[1] if pairs else None)
     origins = [_origins(encoder.template, kept) for kept in windows]
     rows = []
     for kept in windows:
-        ids, types = encoder._assemble(tuple([encodings[s].ids[p] for p in kept[s]] for s in range(len(kept))))
+        ids, types = encoder.assemble(tuple([encodings[s].ids[p] for p in kept[s]] for s in range(len(kept))))
         rows.append({"input_ids": ids, "token_type_ids": types})
     expected = encoder([text], [pair] if pairs else None)["input_ids"]
     if [r["input_ids"] for r in rows] != expected:  # a guard against this copy of the layout drifting from it
