@@ -246,6 +246,9 @@ class TrainConfig(Section):
                                  group="evaluation and checkpoints")
     early_stopping_patience: Optional[int] = opt(None, "stop after this many evaluations without improvement",
                                                  metavar="N", group="evaluation and checkpoints", ge=1)
+    baseline: Optional[str] = opt(None, "also fit this classical baseline (`textcls baseline`) on the same training "
+                                        "rows and report its metrics on --eval-splits beside the model's",
+                                  choices=("tfidf-lr", "nbsvm"), group="evaluation and checkpoints")
     eval_splits: list[str] = opt(["test"], "splits evaluated with the final model, those that exist and have labels "
                                            "(default: test)", metavar="SPLIT", group="evaluation and checkpoints")
     save_steps: Optional[int] = opt(None, "also checkpoint every N optimizer steps (always at each evaluation and "
@@ -286,9 +289,22 @@ class PretrainConfig(Section):
                                       metavar="SPLIT")
 
 
+@dataclass
+class BaselineConfig(Section):
+    """`textcls baseline`: a linear model on word n-grams (not part of a run's config; `train --baseline` uses its
+    defaults)."""
+    section: ClassVar[str] = "baseline"
+    method: str = opt("tfidf-lr", "TF-IDF (sublinear tf) + logistic regression, or NBSVM: a linear SVM on binary "
+                                  "n-grams scaled by their naive Bayes log-count ratios (Wang & Manning 2012)",
+                      choices=("tfidf-lr", "nbsvm"))
+    ngrams: int = opt(2, "word n-grams from 1 to N (punctuation marks count as words)", metavar="N", ge=1, le=5)
+    c: Optional[float] = opt(None, "inverse regularization strength C (default: 10 for tfidf-lr, 0.01 for nbsvm, "
+                                   "chosen on IMDB validation)", metavar="X", gt=0)
+
+
 # Training settings that pretraining fixes (its one metric is the MLM loss, and it evaluates nothing at the end:
-# no test), and classifier settings that mean nothing to a masked LM: `textcls pretrain` has no flags for them.
-PRETRAIN_FIXED = {"metric_for_best": "loss", "eval_splits": []}
+# no test, no baseline), and classifier settings that mean nothing to a masked LM: `textcls pretrain` has no flags for them.
+PRETRAIN_FIXED = {"metric_for_best": "loss", "eval_splits": [], "baseline": None}
 CLASSIFIER_ONLY = ("pooling", "reinit_head")
 
 # The sections of a RunConfig, in the order they are read (the attention options depend on model.attention).
@@ -518,6 +534,17 @@ def _flag_kwargs(f: dataclasses.Field, tp: Any, defaults: dict[str, Any]) -> dic
     elif not f.metadata.get("choices"):  # short placeholders keep --help readable
         kw["metavar"] = {int: "N", float: "X"}.get(base, "NAME")
     return kw
+
+
+def add_section_arguments(parser: argparse.ArgumentParser, cls: type[Section]) -> None:
+    """One flag per field of a section that is not part of a run's config (a command's own settings)."""
+    _add_fields(parser, cls.section, {"": cls}, (), None, {})
+
+
+def section_from_args(cls: type[Section], args: argparse.Namespace) -> Section:
+    """A section of a command's own settings from its flags (unset ones keep their defaults), checked."""
+    given = vars(args)
+    return section_from_dict(cls, {f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
 
 
 def config_from_args(args: argparse.Namespace, base: RunConfig | None = None,

@@ -27,3 +27,17 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def describe_metrics(m: dict) -> str:
+    """evaluate's metrics of one split (`textcls.metrics.classification_metrics` + "split") for a person."""
+    names = list(m["per_class"])
+    speed = f", {m['examples_per_s']:.0f} examples/s" if m.get("examples_per_s") else ""
+    loss = f"   loss {m['loss']:.4f}" if m["loss"] is not None else ""
+    lines = [f"{m['split']}: {m['examples']} examples{speed}",
+             f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}{loss}", ""]
+    lines.append(table([[n, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
+                        for n, c in m["per_class"].items()], ["label", "precision", "recall", "f1", "support"]))
+    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
+    lines.append(table([[n] + row for n, row in zip(names, m["confusion_matrix"])], ["true \\ predicted"] + names))
+    return "\n".join(lines)

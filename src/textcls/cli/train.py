@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from textcls.cli.output import add_json_flag, emit, table
+from textcls.cli.output import add_json_flag, describe_metrics, emit, table
 from textcls.config import CLASSIFIER_ONLY, PRETRAIN_FIXED, add_arguments, attention_from_args, config_from_args
 from textcls.errors import TextclsError
 
@@ -168,6 +168,12 @@ def _describe_summary(s: dict) -> str:
              f"model: {s['model_dir']}"]
     for split, m in s["final"].items():
         lines.append(f"{split} accuracy: {m['accuracy']:.4f}  macro-F1: {m['macro_f1']:.4f}  loss: {m['loss']:.4f}")
+    if "baseline" in s:
+        b = s["baseline"]
+        for split, m in b["metrics"].items():
+            lines.append(f"{split} accuracy of the {b['method']} baseline: {m['accuracy']:.4f}  macro-F1: "
+                         f"{m['macro_f1']:.4f}  ({m['accuracy'] - s['final'][split]['accuracy']:+.4f} against the "
+                         f"model; fit in {b['fit_seconds']:.0f} s)")
     return "\n".join(lines)
 
 
@@ -198,19 +204,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_model(model, cfg.data, split=args.split, batch_size=cfg.train.batch_size,
                             tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir,
                             attention=attention, attention_overrides=overrides)
-    emit(result, args.json, _describe_metrics)
+    emit(result, args.json, describe_metrics)
     return 0
-
-
-def _describe_metrics(m: dict) -> str:
-    names = list(m["per_class"])
-    lines = [f"{m['split']}: {m['examples']} examples, {m['examples_per_s']:.0f} examples/s",
-             f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   loss {m['loss']:.4f}", ""]
-    lines.append(table([[n, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]
-                        for n, c in m["per_class"].items()], ["label", "precision", "recall", "f1", "support"]))
-    lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-    lines.append(table([[n] + row for n, row in zip(names, m["confusion_matrix"])], ["true \\ predicted"] + names))
-    return "\n".join(lines)
 
 
 def _predict(args: argparse.Namespace) -> int:

@@ -168,6 +168,18 @@ class Trainer:
         save_classifier(model, folder, tokenizer=self.data.tokenizer, label_names=self.data.label_names,
                         tokenize_cfg=self.cfg.tokenize)
 
+    def baseline(self, results: dict[str, dict]) -> dict:
+        """The classical baseline (--baseline) fit on the same training rows and measured on the splits of
+        `results` (the model's final metrics by split)."""
+        from textcls.baseline import run_baseline
+        from textcls.config import BaselineConfig
+
+        result = run_baseline(self.cfg.data, BaselineConfig(method=self.tc.baseline), list(results))
+        for split, m in result["metrics"].items():
+            log.info("%s accuracy of the %s baseline: %.4f (the model: %.4f)", split, result["method"],
+                     m["accuracy"], results[split]["accuracy"])
+        return result
+
     # ------------------------------------------------------------------------------------------------- setup
     def setup(self) -> None:
         """Build data, model, optimizer and schedule; then create (or reopen) the run directory. Everything that can
@@ -432,6 +444,8 @@ class Trainer:
                    "initial_weights": self.load_report.to_dict(), "model_dir": str(self.run_dir / rundir.MODEL),
                    "final": {s: {k: m[k] for k in self.logged_metrics} for s, m in results.items()},
                    "metrics": results}
+        if acc.is_main_process and tc.baseline and results:
+            summary["baseline"] = self.baseline(results)
         if acc.is_main_process:
             self.export(model, self.run_dir / rundir.MODEL)
             for split, m in results.items():
