@@ -63,6 +63,22 @@ class ModelOutput:
     loss: Optional[torch.Tensor] = None  # when labels are given
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose mask on a CPU comes from 31-bit random integers: torch's CPU `bernoulli_` draws each element
+    about 2.5x slower than `random_()` fills int32 ones, and on the main job's step (hidden dropout, six calls per
+    step) the draw was 10-20% of the step time. An element is kept when its integer is at least p * 2^31, a
+    probability that differs from 1 - p by under 2^-31. Same module, same state (none), same flag; on a GPU it
+    is nn.Dropout's fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        if self.p == 1:
+            return torch.zeros_like(x)
+        keep = torch.empty(x.shape, dtype=torch.int32).random_() >= int(self.p * 2 ** 31)  # (x.shape) bool
+        return x.masked_fill(~keep, 0) * (1 / (1 - self.p))
+
+
 class Embeddings(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
@@ -71,7 +87,7 @@ class Embeddings(nn.Module):
         self.position = nn.Embedding(cfg.max_positions, cfg.hidden_size)
         self.token_type = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.drop = nn.Dropout(cfg.hidden_dropout)
+        self.drop = Dropout(cfg.hidden_dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: Optional[torch.Tensor]) -> torch.Tensor:
         T = input_ids.shape[1]
@@ -96,7 +112,7 @@ class Block(nn.Module):
         self.mlp_in = nn.Linear(C, cfg.intermediate_size)
         self.mlp_out = nn.Linear(cfg.intermediate_size, C)
         self.mlp_ln = nn.LayerNorm(C, eps=cfg.layer_norm_eps)
-        self.drop = nn.Dropout(cfg.hidden_dropout)
+        self.drop = Dropout(cfg.hidden_dropout)
 
     def forward(self, x: torch.Tensor, inputs: AttentionInputs) -> torch.Tensor:
         B, T, C = x.shape
@@ -180,7 +196,7 @@ class BertClassifier(nn.Module):
         self.pooling = pooling
         self.encoder = Encoder(cfg)
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size) if pooling == "cls" else None
-        self.drop = nn.Dropout(cfg.hidden_dropout)
+        self.drop = Dropout(cfg.hidden_dropout)
         self.classifier = nn.Linear(cfg.hidden_size, num_labels)
         init_weights(self, cfg.initializer_range)
 
