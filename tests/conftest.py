@@ -10,7 +10,9 @@
   `hf_classifier`, `hf_classifier_named`.
 
 The tests never reach a hub: HF_HUB_OFFLINE is set for the whole session. A missing `../shared/data/imdb` fails
-the run instead of skipping the tests that need it.
+the run instead of skipping the tests that need it. The CPU counts as one without native bf16 (TEXTCLS_NATIVE_BF16=0,
+inherited by the commands tests start), so that `--mixed-precision auto` means fp32 and the tests' numbers are the
+same on every kind of CPU; tests/test_precision.py checks the bf16 paths by setting it otherwise.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["TEXTCLS_NATIVE_BF16"] = "0"
 
 REPO = Path(__file__).resolve().parents[1]
 IMDB_DIR = Path(os.environ.get("TEXTCLS_IMDB", REPO.parent / "shared" / "data" / "imdb"))

@@ -230,7 +230,8 @@ class TrainConfig(Section):
     adam_epsilon: float = opt(1e-8, "AdamW epsilon", metavar="X", group="optimization", ge=0)
     max_grad_norm: Optional[float] = opt(1.0, "clip the gradient norm to this (0: no clipping)",
                                          metavar="X", group="optimization", ge=0)
-    mixed_precision: str = opt("auto", "autocast dtype; auto = bf16 on a GPU that supports it, else fp32",
+    mixed_precision: str = opt("auto", "autocast dtype; auto = bf16 on a GPU that supports it or on a CPU that "
+                                       "computes it natively (AVX512-BF16, AMX), else fp32 (no)",
                                choices=("auto", "no", "bf16", "fp16"), group="optimization")
     group_by_length: bool = opt(True, "batch examples of similar length together (less padding, same randomness)",
                                 group="optimization")

@@ -33,6 +33,7 @@ def describe_metrics(m: dict) -> str:
     """evaluate's metrics of one split (`textcls.metrics.classification_metrics` + "split") for a person."""
     names = list(m["per_class"])
     speed = f", {m['examples_per_s']:.0f} examples/s" if m.get("examples_per_s") else ""
+    speed += f" ({m['precision']})" if m.get("precision") else ""
     loss = f"   loss {m['loss']:.4f}" if m["loss"] is not None else ""
     lines = [f"{m['split']}: {m['examples']} examples{speed}",
              f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}{loss}", ""]

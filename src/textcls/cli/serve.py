@@ -54,6 +54,7 @@ def register(sub) -> None:
     # The flags `textcls predict` takes to run a trained model, built from the same config fields: --tokenizer,
     # --attention and the mechanisms' options.
     add_arguments(p, "tokenize", only=("tokenizer",))
+    add_arguments(p, "train", only=("mixed_precision",))
     add_arguments(p, "model", only=("attention",))
     add_arguments(p, "attention")
     p.set_defaults(func=_serve)
@@ -107,7 +108,7 @@ def _serve(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)
     attention, overrides = attention_from_args(args)
     trained = load_trained(Path(args.model_dir), getattr(args, "tokenizer", None), attention=attention,
-                           attention_overrides=overrides)
+                           attention_overrides=overrides, precision=getattr(args, "mixed_precision", "auto"))
     limits = Limits(max_texts=args.max_texts, max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes)
     app = create_app(trained, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, batch_size=args.batch_size,
                      limits=limits)

@@ -97,7 +97,7 @@ def register(sub) -> None:
 def _add_inference_arguments(p: argparse.ArgumentParser, *tokenize_fields: str) -> None:
     """The flags of a command that runs a trained model: its batch size, the tokenize settings it may override, and
     --attention with the mechanisms' options (to run a model with another mechanism than it was trained with)."""
-    add_arguments(p, "train", only=("batch_size",), defaults={"batch_size": INFER_BATCH_SIZE})
+    add_arguments(p, "train", only=("batch_size", "mixed_precision"), defaults={"batch_size": INFER_BATCH_SIZE})
     add_arguments(p, "tokenize", only=tokenize_fields)
     add_arguments(p, "model", only=("attention",))
     add_arguments(p, "attention")
@@ -203,7 +203,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     attention, overrides = attention_from_args(args)
     result = evaluate_model(model, cfg.data, split=args.split, batch_size=cfg.train.batch_size,
                             tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir,
-                            attention=attention, attention_overrides=overrides)
+                            attention=attention, attention_overrides=overrides,
+                            precision=cfg.train.mixed_precision)
     emit(result, args.json, describe_metrics)
     return 0
 
@@ -223,7 +224,7 @@ def _predict(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     attention, overrides = attention_from_args(args)
     common = dict(output=output, batch_size=cfg.train.batch_size, tokenizer=cfg.tokenize.tokenizer,
-                  attention=attention, attention_overrides=overrides)
+                  attention=attention, attention_overrides=overrides, precision=cfg.train.mixed_precision)
     if args.input:
         rows = predict_files(Path(args.model_dir), Path(args.input), text_column=columns[0],
                              text_pair_column=columns[1], encoding=cfg.data.encoding, **common)

@@ -40,12 +40,14 @@ def model_label_ids(data_labels: list[str], model_labels: list[str], data: str) 
 
 def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", batch_size: int = 64,
                    tokenizer: Optional[str] = None, cache_dir: Optional[str] = None,
-                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> dict:
+                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
+                   precision: str = "auto") -> dict:
     """Accuracy, macro-F1, per-class precision/recall, confusion matrix, loss and examples/s of the model at
     `model_path` (a run directory or a model folder) on `split` of `data_cfg.data`, tokenized as in training
     (with `attention`, another mechanism or other options). Carved splits (validation; test of per-class files) are
     those of training when the data flags are the same. The tokenized split is cached in `cache_dir` (default:
-    ~/.cache/textcls): the same rows as training's, so a run's own test split is found there."""
+    ~/.cache/textcls): the same rows as training's, so a run's own test split is found there. `precision`: as
+    load_trained's (the result says which was used)."""
     import dataclasses
 
     from datasets import DatasetDict
@@ -56,7 +58,8 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     from textcls.infer.model import document_labels, load_trained
     from textcls.metrics import classification_metrics
 
-    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides)
+    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides,
+                           precision=precision)
     dsd = load_data(data_cfg)
     if split not in dsd:
         raise TextclsError(f"{data_cfg.data!r} has no split {split!r}; it has: {', '.join(dsd)}")
@@ -76,4 +79,5 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     labels = to_model[document_labels(columns["label"][:], doc_ids)]
     metrics = classification_metrics(logits, torch.from_numpy(labels), trained.label_names)
     metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
-    return {"model": str(trained.folder), "data": data_cfg.data, "split": split, **metrics}
+    return {"model": str(trained.folder), "data": data_cfg.data, "split": split,
+            "precision": "bf16" if trained.precision == "bf16" else "fp32", **metrics}

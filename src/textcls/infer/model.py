@@ -32,6 +32,7 @@ class TrainedModel:
     label_names: list[str]
     tokenize_cfg: TokenizeConfig
     folder: Path
+    precision: str = "no"  # "bf16": forward passes under bf16 autocast (resolved: never "auto")
     _encoders: dict = field(default_factory=dict, repr=False)
 
     def encoder(self, pair: bool) -> "ExampleEncoder":
@@ -80,7 +81,8 @@ class TrainedModel:
             if "doc_ids" in batch:
                 doc_ids.append(batch.pop("doc_ids"))
             inputs = {k: v.to(device) for k, v in batch.items()}  # (b, T) each
-            logits.append(model(**inputs).logits.float().cpu())  # (b, num_labels)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                logits.append(model(**inputs).logits.float().cpu())  # (b, num_labels)
         out = restore_order(batches, torch.cat(logits))
         if doc_ids:
             out = mean_by_document(out, restore_order(batches, torch.cat(doc_ids)))
@@ -109,12 +111,14 @@ def model_folder(path: Path) -> Path:
 
 
 def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[torch.device] = None,
-                 attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> TrainedModel:
+                 attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
+                 precision: str = "auto") -> TrainedModel:
     """A classifier folder (a textcls run or its exported model, or a transformers BERT classifier) ready for
     inference, with its own tokenizer unless `tokenizer` names another (for a folder saved without one), and its
-    own attention unless `attention` names another mechanism or `attention_overrides` other options."""
+    own attention unless `attention` names another mechanism or `attention_overrides` other options. `precision`
+    is --mixed-precision's: "auto" runs bf16 autocast where the hardware computes bf16 natively, fp32 elsewhere."""
     from textcls.data.tokenize import has_tokenizer, load_tokenizer
-    from textcls.device import default_device
+    from textcls.device import default_device, describe_precision, resolve_mixed_precision
     from textcls.model import load_classifier
     from textcls.model.hf import TEXTCLS_JSON, read_json
 
@@ -122,6 +126,7 @@ def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[t
     if tokenizer is None and not has_tokenizer(folder):
         raise TextclsError(f"model folder {str(folder)!r} holds no tokenizer (tokenizer.json or vocab.txt); give the "
                            f"one it was trained with, e.g. --tokenizer minilm-l6 (the bert-* presets' vocabulary)")
+    precision = resolve_mixed_precision(precision)
     model, label_names, _ = load_classifier(folder, attention=attention, attention_overrides=attention_overrides)
     saved = read_json(folder / TEXTCLS_JSON).get("tokenize") if (folder / TEXTCLS_JSON).is_file() else None
     if saved:
@@ -131,7 +136,8 @@ def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[t
     # The machine that trained the model kept its tokenized data there; here the default cache is the place.
     tokenize_cfg.cache_dir, tokenize_cfg.num_proc = None, 1
     model.to(device or default_device()).eval()
-    return TrainedModel(model, load_tokenizer(tokenizer or str(folder)), label_names, tokenize_cfg, folder)
+    log.debug("inference precision: %s", describe_precision(precision))
+    return TrainedModel(model, load_tokenizer(tokenizer or str(folder)), label_names, tokenize_cfg, folder, precision)
 
 
 def document_labels(labels: np.ndarray, doc_ids: Optional[np.ndarray]) -> np.ndarray:

@@ -48,13 +48,15 @@ def prediction_rows(texts: Sequence[str], pairs: Optional[Sequence[str]], probs:
 
 def predict_texts(model_path: Path, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
                   batch_size: int = 64, output: Optional[Path] = None, tokenizer: Optional[str] = None,
-                  attention: Optional[str] = None, attention_overrides: Optional[dict] = None) -> list[dict]:
+                  attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
+                  precision: str = "auto") -> list[dict]:
     """Label and probabilities for each text (or pair), in order; also written to `output` when given. Every
-    check on the arguments comes before the model is loaded."""
+    check on the arguments comes before the model is loaded. `precision`: as load_trained's."""
     _check_texts(texts, pairs)
     if output is not None:
         check_output(output)
-    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides)
+    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides,
+                           precision=precision)
     rows = prediction_rows(texts, pairs, predict_probabilities(trained, texts, pairs, batch_size),
                            trained.label_names)
     if output is not None:
@@ -66,7 +68,7 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
                   text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
                   batch_size: int = 64, tokenizer: Optional[str] = None,
                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
-                  encoding: str = "utf-8") -> list[dict]:
+                  encoding: str = "utf-8", precision: str = "auto") -> list[dict]:
     """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file (text files in
     `encoding`)."""
     if output is not None:
@@ -74,4 +76,5 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
         if output.resolve() == input_path.resolve():
             raise TextclsError(f"--output {str(output)!r} is the --input file; write the predictions elsewhere")
     texts, pairs = read_inputs(input_path, text_column, text_pair_column, encoding)
-    return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides)
+    return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides,
+                         precision)
