@@ -37,7 +37,7 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
-def resolve_mixed_precision(choice: str, what: str = "--mixed-precision") -> str:
+def resolve_mixed_precision(choice: str) -> str:
     """"auto": bf16 on a GPU that has it, or on a CPU that computes it natively, else fp32 ("no"). An explicit bf16 on
     a CPU without it, or fp16 without a GPU, is a TextclsError: emulated, either would be far slower than fp32."""
     if torch.cuda.is_available():
@@ -47,10 +47,11 @@ def resolve_mixed_precision(choice: str, what: str = "--mixed-precision") -> str
     if choice == "auto":
         return "bf16" if cpu_has_native_bf16() else "no"
     if choice == "fp16":
-        raise TextclsError(f"{what} fp16 needs a GPU; use bf16 (on a CPU with AVX512-BF16 or AMX) or no on a CPU")
+        raise TextclsError("--mixed-precision fp16 needs a GPU; use bf16 (on a CPU with AVX512-BF16 or AMX) or no on "
+                           "a CPU")
     if choice == "bf16" and not cpu_has_native_bf16():
-        raise TextclsError(f"{what} bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch would emulate "
-                           f"it, far slower than fp32; use {what} no, or auto (which picks fp32 here)")
+        raise TextclsError("--mixed-precision bf16: this CPU has no native bf16 (no AVX512-BF16 or AMX), so torch would "
+                           "emulate it, far slower than fp32; use --mixed-precision no, or auto (which picks fp32 here)")
     return choice
 
 
