@@ -506,8 +506,8 @@ def test_a_port_in_use_is_one_error_line(trained_run, cli):
 @pytest.mark.parametrize("flags, message", [
     (["--max-batch", "0"], "--max-batch must be at least 1"),
     (["--max-wait-ms", "-1"], "--max-wait-ms must be at least 0"),
-    (["--port", "70000"], "--port must be at most 65535"),
-    (["--port", "-1"], "--port must be at least 0"),
+    (["--port", "70000"], "--port must be within [0, 65535], got 70000"),
+    (["--port", "-1"], "--port must be within [0, 65535], got -1"),
     (["--max-texts", "0"], "--max-texts must be at least 1"),
 ])
 def test_bad_flags(trained_run, cli, flags, message):

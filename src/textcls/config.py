@@ -102,8 +102,9 @@ def check_value(section: str, f: dataclasses.Field, tp: Any, value: Any) -> Any:
         raise TextclsError(f"config value {where}={value!r} is not one of: {', '.join(map(str, choices))}")
     bounds = f.metadata.get("bounds")
     if bounds and not _in_bounds(value, bounds):
-        raise TextclsError(f"{flag_name(f.name)} must be {_bounds_text(bounds)}, got {value} ({where} in a config "
-                           f"file)")
+        # A command's own settings (baseline, serve) have flags only; a run's are keys of config files too.
+        key = f" ({where} in a config file)" if section in SECTIONS else ""
+        raise TextclsError(f"{flag_name(f.name)} must be {_bounds_text(bounds)}, got {value}{key}")
     return value
 
 

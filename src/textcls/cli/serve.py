@@ -8,9 +8,9 @@ import logging
 import socket
 from pathlib import Path
 
-from textcls.config import add_arguments, attention_from_args
+from textcls.config import add_arguments, add_section_arguments, attention_from_args, section_from_args
 from textcls.errors import TextclsError
-from textcls.serve import FORWARD_BATCH, Limits
+from textcls.serve import ServeConfig
 
 log = logging.getLogger("textcls")
 
@@ -34,23 +34,7 @@ def register(sub) -> None:
                        epilog=SERVE_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model_dir", metavar="MODEL", help="a run directory, its model/ folder, or a transformers BERT "
                                                       "classifier folder")
-    g = p.add_argument_group("server options")
-    g.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
-                                                       "only; 0.0.0.0 opens it to the network)")
-    g.add_argument("--port", type=int, default=8000, metavar="N", help="port (default: 8000; 0: any free port)")
-    g.add_argument("--max-batch", type=int, default=64, metavar="N",
-                   help="most texts of waiting requests run in one model call (a larger request runs alone, whole); "
-                        "1: batching off, each request alone (default: 64)")
-    g.add_argument("--max-wait-ms", type=float, default=10.0, metavar="X",
-                   help="how long a batch waits for more requests after its first one (default: 10)")
-    g.add_argument("--batch-size", type=int, default=FORWARD_BATCH, metavar="N",
-                   help=f"texts per forward pass within a model call, sorted by length as in `textcls predict` "
-                        f"(default: {FORWARD_BATCH})")
-    for name, what in (("max_texts", "texts per request"), ("max_text_chars", "characters per text"),
-                       ("max_body_bytes", "bytes per request body")):
-        default = getattr(Limits, name)
-        g.add_argument(f"--{name.replace('_', '-')}", type=int, default=default, metavar="N",
-                       help=f"{what} (default: {default})")
+    add_section_arguments(p, ServeConfig)
     # The flags `textcls predict` takes to run a trained model, built from the same config fields: --tokenizer,
     # --attention and the mechanisms' options.
     add_arguments(p, "tokenize", only=("tokenizer",))
@@ -58,19 +42,6 @@ def register(sub) -> None:
     add_arguments(p, "model", only=("attention",))
     add_arguments(p, "attention")
     p.set_defaults(func=_serve)
-
-
-def _check(args: argparse.Namespace) -> None:
-    for flag, value, low in (("--max-batch", args.max_batch, 1), ("--batch-size", args.batch_size, 1),
-                             ("--max-texts", args.max_texts, 1),
-                             ("--max-text-chars", args.max_text_chars, 1),
-                             ("--max-body-bytes", args.max_body_bytes, 1), ("--port", args.port, 0)):
-        if value < low:
-            raise TextclsError(f"{flag} must be at least {low}, got {value}")
-    if args.port > 65535:
-        raise TextclsError(f"--port must be at most 65535, got {args.port}")
-    if not args.max_wait_ms >= 0:  # NaN too
-        raise TextclsError(f"--max-wait-ms must be at least 0, got {args.max_wait_ms}")
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -104,14 +75,13 @@ def _serve(args: argparse.Namespace) -> int:
                            f"pip install 'textcls[serve]'") from None
     from textcls.infer.model import load_trained
 
-    _check(args)
-    sock = bind(args.host, args.port)
+    cfg = section_from_args(ServeConfig, args)
+    sock = bind(cfg.host, cfg.port)
     attention, overrides = attention_from_args(args)
     trained = load_trained(Path(args.model_dir), getattr(args, "tokenizer", None), attention=attention,
                            attention_overrides=overrides, precision=getattr(args, "mixed_precision", "auto"))
-    limits = Limits(max_texts=args.max_texts, max_text_chars=args.max_text_chars, max_body_bytes=args.max_body_bytes)
-    app = create_app(trained, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, batch_size=args.batch_size,
-                     limits=limits)
+    app = create_app(trained, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms, batch_size=cfg.batch_size,
+                     limits=cfg.limits())
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
 
@@ -120,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
             await super().startup(sockets)
             if not self.should_exit:  # listening now: the line scripts wait for
                 log.info("textcls serve: %s on %s (batches of up to %d texts, %g ms wait; Ctrl-C stops)",
-                         trained.folder, url, args.max_batch, args.max_wait_ms)
+                         trained.folder, url, cfg.max_batch, cfg.max_wait_ms)
 
     # log_config=None: uvicorn's records go through textcls's logging; only its warnings, no access log.
     config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False,
