@@ -11,6 +11,8 @@
 #   minilm          recipes/imdb-minilm-cpu.yaml: all-MiniLM-L6-v2, max length 256, the steps that fit 30 min
 #   tiny-chunks     recipes/imdb-bert-tiny-chunks.yaml: the main job on chunked reviews (windows of 512, stride 128)
 #   tiny-sliding-2048  recipes/imdb-bert-tiny-sliding-2048.yaml: the main job at 2,048 tokens, sliding window 256
+#   tiny-wp8k, tiny-wp16k, tiny-wp30k  the main job with a WordPiece vocabulary of 8,000 / 16,000 / 30,000 tokens
+#                   learnt from IMDB's train and unsupervised reviews (--tokenizer wordpiece:N)
 set -euo pipefail
 DATA=$1; OUT=$2; shift 2
 RECIPES=$(cd "$(dirname "$0")/../recipes" && pwd)
@@ -39,6 +41,9 @@ for setting in "$@"; do
     minilm) run minilm train imdb-minilm-cpu ;;
     tiny-chunks) run tiny-chunks train imdb-bert-tiny-chunks ;;
     tiny-sliding-2048) run tiny-sliding-2048 train imdb-bert-tiny-sliding-2048 ;;
+    tiny-wp8k) run tiny-wp8k train imdb-bert-tiny --tokenizer wordpiece:8000 ;;
+    tiny-wp16k) run tiny-wp16k train imdb-bert-tiny --tokenizer wordpiece:16000 ;;
+    tiny-wp30k) run tiny-wp30k train imdb-bert-tiny --tokenizer wordpiece:30000 ;;
     *) echo "unknown setting $setting" >&2; exit 2 ;;
   esac
 done

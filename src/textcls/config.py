@@ -159,8 +159,9 @@ class DataConfig(Section):
 @dataclass
 class TokenizeConfig(Section):
     section: ClassVar[str] = "tokenize"
-    tokenizer: Optional[str] = opt(None, "fast tokenizer: a model preset, a local folder or a hub id "
-                                         "(default: the model's own)", metavar="T")
+    tokenizer: Optional[str] = opt(None, "fast tokenizer: a model preset, a local folder or a hub id (default: the "
+                                         "model's own); wordpiece:N learns an uncased WordPiece vocabulary of N tokens "
+                                         "from the training (and unlabelled) texts, for --init random", metavar="T")
     max_length: int = opt(512, "maximum tokens per example, special tokens included", ge=1)
     truncation: str = opt("head", "which wordpieces a long text keeps; chunks: all of them, in overlapping windows "
                                   "of --max-length that each train with the text's label and whose logits are "
@@ -176,6 +177,10 @@ class TokenizeConfig(Section):
     cache_dir: Optional[str] = opt(None, "where tokenized Arrow files are cached (default: ~/.cache/textcls)")
 
     def check(self) -> None:
+        if self.tokenizer and self.tokenizer.startswith("wordpiece:"):
+            size = self.tokenizer.partition(":")[2]
+            if not size.isdigit() or int(size) < 8:
+                raise TextclsError(f"--tokenizer {self.tokenizer}: N must be a number of tokens, e.g. wordpiece:8000")
         if self.truncation == "chunks" and self.stride >= self.max_length:
             raise TextclsError(f"--stride {self.stride} must be below --max-length {self.max_length}: consecutive "
                                f"windows share --stride wordpieces, so each moves on by the rest")

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
@@ -50,6 +51,9 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
 
     from textcls.hub import resolve
 
+    if wordpiece_size(name) is not None:
+        raise TextclsError(f"--tokenizer {name} is a vocabulary that training learns from a run's data (textcls train "
+                           f"--tokenizer {name}); to look at it, give the run's model folder: --tokenizer RUN/model")
     try:
         folder = resolve(name, "tokenizer", need_weights=False)
     except TextclsError as e:
@@ -67,6 +71,67 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
     if not getattr(tokenizer, "is_fast", False):
         raise TextclsError(f"tokenizer {name!r} is a slow (Python) tokenizer ({type(tokenizer).__name__}); textcls "
                            f"needs a fast one (a folder with tokenizer.json)")
+    return tokenizer
+
+
+# --tokenizer wordpiece:N: a vocabulary learnt from the run's texts.
+WORDPIECE_SPEC = re.compile(r"wordpiece:(\d+)")
+WORDPIECE_BASE = "minilm-l6"  # its normalizer, pre-tokenizer, special tokens and template: uncased BERT's
+LIMIT_ALPHABET = 1000  # characters kept as the initial alphabet (tokenizers' BertWordPieceTokenizer default)
+
+
+def wordpiece_size(name: Optional[str]) -> Optional[int]:
+    """N of a `wordpiece:N` tokenizer spec; None for any other name."""
+    match = WORDPIECE_SPEC.fullmatch(name or "")
+    return int(match.group(1)) if match else None
+
+
+def tokenizer_for_run(tokenize: TokenizeConfig, model: ModelConfig, texts: Sequence["Dataset"]
+                      ) -> "PreTrainedTokenizerFast":
+    """The run's tokenizer: --tokenizer or the model's own, or, for `wordpiece:N`, an uncased WordPiece vocabulary
+    of N tokens trained on the `texts` datasets' text (and text_pair) columns — reused from the cache when the same
+    texts and N trained one before."""
+    name = default_tokenizer_name(tokenize, model)
+    size = wordpiece_size(name)
+    if size is None:
+        return load_tokenizer(name)
+    cache = Path(tokenize.cache_dir).expanduser() if tokenize.cache_dir else default_cache_dir()
+    return train_wordpiece(texts, size, cache / "tokenizers")
+
+
+def train_wordpiece(texts: Sequence["Dataset"], size: int, cache: Path) -> "PreTrainedTokenizerFast":
+    """An uncased WordPiece tokenizer of `size` tokens learnt from `texts` (tokenizers' WordPieceTrainer, through
+    transformers' train_new_from_iterator on the bert-* tokenizer: the same normalization, pre-tokenization and
+    special tokens, [PAD] = 0), cached in `cache` under a fingerprint of the texts, the size and the libraries."""
+    import tokenizers
+    from transformers import AutoTokenizer
+
+    from textcls.io import atomic_dir
+
+    key = hashlib.sha256(json.dumps([size, LIMIT_ALPHABET, WORDPIECE_BASE, tokenizers.__version__,
+                                     [ds._fingerprint for ds in texts]]).encode()).hexdigest()[:16]
+    folder = cache / f"wordpiece-{size}-{key}"
+    if (folder / "tokenizer.json").is_file():
+        log.info("tokenizer: the WordPiece vocabulary of %d tokens learnt before from these texts (%s)", size, folder)
+        return AutoTokenizer.from_pretrained(folder)
+    base = load_tokenizer(WORDPIECE_BASE)
+    columns = [[c for c in ("text", "text_pair") if c in ds.column_names] for ds in texts]
+    rows = sum(len(ds) for ds in texts)
+    log.info("tokenizer: learning a WordPiece vocabulary of %d tokens from %d texts", size, rows)
+
+    def batches() -> Iterator[list[str]]:
+        for ds, cols in zip(texts, columns):
+            for start in range(0, len(ds), 1000):
+                for c in cols:
+                    yield ds[c][start:start + 1000]
+
+    tokenizer = base.train_new_from_iterator(batches(), vocab_size=size, length=rows,
+                                             limit_alphabet=LIMIT_ALPHABET)
+    if len(tokenizer) > size:
+        raise TextclsError(f"--tokenizer wordpiece:{size} is smaller than the alphabet of the texts plus the special "
+                           f"tokens ({len(tokenizer)}): ask for more tokens, e.g. wordpiece:8000")
+    with atomic_dir(folder) as tmp:
+        tokenizer.save_pretrained(tmp)
     return tokenizer
 
 

@@ -57,6 +57,12 @@ class ModelSource:
             return None
         return attention_options(self.extra["attention"], self.extra.get("attention_options"))
 
+    def with_vocabulary(self, vocab_size: int, pad_token_id: int) -> "ModelSource":
+        """This architecture with another vocabulary: for random weights and a tokenizer of its own (a vocabulary
+        learnt with --tokenizer wordpiece:N), the embedding is sized to the tokenizer."""
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, vocab_size=vocab_size,
+                                                                    pad_token_id=pad_token_id))
+
     def describe(self) -> str:
         preset = PRESETS.get(self.name)
         where = f"preset {self.name} ({preset.hub_id})" if preset else self.name

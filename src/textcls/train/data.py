@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from textcls.config import RunConfig, TokenizeConfig
 from textcls.data.batching import Collator, make_dataloader
 from textcls.data.sources import label_names, load_data
-from textcls.data.tokenize import default_tokenizer_name, load_tokenizer, tokenize_data
+from textcls.data.tokenize import tokenize_data, tokenizer_for_run
 
 if TYPE_CHECKING:
     import torch
@@ -51,13 +51,14 @@ class PreparedData:
 
 
 def prepare_training_data(cfg: RunConfig) -> PreparedData:
-    """load_data + the model's (or --tokenizer's) tokenizer + cached tokenize_data."""
+    """load_data + the model's (or --tokenizer's, or one learnt from train and unsupervised: wordpiece:N)
+    tokenizer + cached tokenize_data."""
     from textcls.model.attention import attention_class
 
     dsd = load_data(cfg.data)
     # Options that depend on the data (sliding attention's global first segment needs pairs): before tokenizing.
     attention_class(cfg.model.attention)[0].check_data(cfg.attention, pairs="text_pair" in dsd["train"].column_names)
-    tokenizer = load_tokenizer(default_tokenizer_name(cfg.tokenize, cfg.model))
+    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, [dsd[s] for s in ("train", "unsupervised") if s in dsd])
     if "unsupervised" in dsd:  # fine-tuning has no use for unlabelled rows: don't tokenize them
         del dsd["unsupervised"]
     return PreparedData(tokenize_data(dsd, tokenizer, cfg.tokenize), tokenizer, label_names(dsd), cfg.tokenize,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from textcls.config import RunConfig, TrainConfig
+from textcls.data.tokenize import default_tokenizer_name, wordpiece_size
 from textcls.device import make_accelerator, no_gpu
 from textcls.errors import Interrupted, TextclsError
 from textcls.io import writing
@@ -143,6 +144,11 @@ class Trainer:
         from textcls.model import encoder_config, find_model
 
         mc = self.cfg.model
+        tokenizer = default_tokenizer_name(self.cfg.tokenize, mc)
+        if wordpiece_size(tokenizer) is not None and mc.init == "pretrained":
+            raise TextclsError(f"--tokenizer {tokenizer} learns a new vocabulary, which pretrained weights do not "
+                               f"know (their embeddings belong to their own); add --init random, or leave out "
+                               f"--tokenizer")
         self.model_source = find_model(mc.model, mc.init)
         encoder_config(mc, self.model_source, self.cfg.tokenize.max_length, self.cfg.attention)
 
@@ -191,6 +197,11 @@ class Trainer:
         acc = self.accelerator = make_accelerator(tc, self.run_dir)
         with acc.main_process_first():  # the main process tokenizes; the others then find the cache
             self.data = self.prepare_data()
+        if wordpiece_size(default_tokenizer_name(self.cfg.tokenize, self.cfg.model)) is not None:
+            # A learnt vocabulary (random weights only, check_model made sure): an embedding row per token of it.
+            tok, arch = self.data.tokenizer, self.model_source.config
+            pad = arch.pad_token_id if tok.pad_token_id is None else tok.pad_token_id
+            self.model_source = self.model_source.with_vocabulary(len(tok), pad)
         seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
         model, self.load_report = self.build_model()
 

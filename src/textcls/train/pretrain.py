@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from textcls.config import PRETRAIN_FIXED, RunConfig
 from textcls.data.batching import Collator
 from textcls.data.sources import load_data
-from textcls.data.tokenize import default_tokenizer_name, load_tokenizer, tokenize_data
+from textcls.data.tokenize import tokenize_data, tokenizer_for_run
 from textcls.errors import TextclsError
 from textcls.model import LoadReport, build_masked_lm, save_masked_lm
 from textcls.train.data import PreparedData
@@ -118,7 +118,7 @@ def prepare_pretraining_data(cfg: RunConfig) -> PretrainingData:
     if evaluates and "validation" not in dsd:
         raise TextclsError(f"{cfg.data.data!r} has no validation split to measure the MLM loss on; set "
                            f"--validation-fraction above 0 to carve one from train, or --eval-strategy no")
-    tokenizer = load_tokenizer(default_tokenizer_name(cfg.tokenize, cfg.model))
+    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, [dsd[s] for s in splits])
     needed = [s for s in dsd if s in splits or (evaluates and s == "validation")]
     tokenized = tokenize_data(DatasetDict({s: dsd[s] for s in needed}), tokenizer, cfg.tokenize)
     # Labels are not needed, nor which document a window of a chunked text comes from.
