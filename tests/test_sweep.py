@@ -88,7 +88,7 @@ def test_a_combination_that_cannot_work_stops_the_sweep_before_it_starts(small_i
     ("warmup_steps=1,100,1", "gives the value 1 twice"),
     ("output=a,b", "cannot vary train.output"),
     ("frobnicate=1,2", "unknown config key 'frobnicate': no section (data, tokenize, model, attention, train, "
-                       "pretrain) has it"),
+                       "pretrain, distill) has it"),
     ("warmup_steps", "write KEY=V1,V2,..."),
     ("warmup_steps=", "write KEY=V1,V2,..."),
 ])

@@ -297,6 +297,24 @@ class PretrainConfig(Section):
 
 
 @dataclass
+class DistillConfig(Section):
+    """Knowledge distillation (`textcls distill`): what TrainConfig has no setting for."""
+    section: ClassVar[str] = "distill"
+    teacher: Optional[str] = opt(None, "the teacher: a fine-tuned classifier (a run, its model/ folder or a "
+                                       "transformers folder) whose softened probabilities the student learns",
+                                 metavar="MODEL")
+    temperature: float = opt(2.0, "softmax temperature T of teacher and student in the distillation term",
+                             metavar="T", gt=0)
+    alpha: float = opt(0.5, "weight A of the cross-entropy with the labels; the teacher's term gets 1 - A (loss = "
+                            "A CE + (1 - A) T^2 KL)", metavar="A", ge=0, le=1)
+    unlabelled_splits: Optional[list[str]] = opt(None, "splits of unlabelled texts the student also learns from the "
+                                                       "teacher (default: unsupervised, when the data has it)",
+                                                 metavar="SPLIT")
+    teacher_batch_size: int = opt(64, "texts per teacher forward pass (its logits are computed once and cached)",
+                                  metavar="N", ge=1)
+
+
+@dataclass
 class BaselineConfig(Section):
     """`textcls baseline`: a linear model on word n-grams (not part of a run's config; `train --baseline` uses its
     defaults)."""
@@ -316,7 +334,8 @@ CLASSIFIER_ONLY = ("pooling", "reinit_head")
 
 # The sections of a RunConfig, in the order they are read (the attention options depend on model.attention).
 SECTIONS: dict[str, type[Section]] = {"data": DataConfig, "tokenize": TokenizeConfig, "model": ModelConfig,
-                                      "attention": AttentionOptions, "train": TrainConfig, "pretrain": PretrainConfig}
+                                      "attention": AttentionOptions, "train": TrainConfig, "pretrain": PretrainConfig,
+                                      "distill": DistillConfig}
 
 
 def options_class(mechanism: str) -> type[AttentionOptions]:
@@ -390,6 +409,7 @@ class RunConfig:
     attention: Optional[AttentionOptions] = None  # None: the mechanism's defaults
     train: TrainConfig = field(default_factory=TrainConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def __post_init__(self):
         cls = options_class(self.model.attention)

@@ -22,6 +22,12 @@ TRAIN_EXAMPLES = """examples:
   accelerate launch --multi_gpu --num_processes 2 -m textcls train ...  # the same through accelerate
 """
 PRETRAIN_SECTIONS = TRAIN_SECTIONS + ("pretrain",)
+DISTILL_SECTIONS = TRAIN_SECTIONS + ("distill",)
+DISTILL_EXAMPLES = """examples:
+  textcls distill --teacher runs/imdb-minilm --data ../shared/data/imdb --model bert-mini --init random \
+      --tokenizer minilm-l6 --output runs/imdb-distilled      # train + unsupervised texts, labels where there are
+  textcls distill --resume runs/imdb-distilled                # after a crash or a kill: from the last checkpoint
+"""
 # Sections whose flags a command that runs a trained model reads (its attention comes from attention_from_args).
 INFER_SECTIONS = ("data", "tokenize", "train")
 INFER_BATCH_SIZE = 64  # inference keeps no optimizer state: twice the training default fits
@@ -52,6 +58,17 @@ def register(sub) -> None:
                        epilog=PRETRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_arguments(p, PRETRAIN_SECTIONS, exclude=CLASSIFIER_ONLY + tuple(PRETRAIN_FIXED))
     p.set_defaults(func=_pretrain)
+
+    p = sub.add_parser("distill", help="train a student classifier on a teacher's softened probabilities",
+                       usage="textcls distill --teacher MODEL --data SPEC [--model STUDENT] [--temperature T] "
+                             "[--alpha A] [options]",
+                       description="Knowledge distillation: train the student (--model) as `textcls train` does, on\n"
+                                   "A x cross-entropy with the labels + (1 - A) x T^2 x KL to the teacher's softened\n"
+                                   "probabilities, on the training texts and on unlabelled ones (--unlabelled-splits;\n"
+                                   "default: unsupervised). The teacher's logits are computed once and cached.",
+                       epilog=DISTILL_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_run_arguments(p, DISTILL_SECTIONS)
+    p.set_defaults(func=_distill)
 
     p = sub.add_parser("evaluate", help="metrics of a trained model on a labelled split",
                        description="Accuracy, macro-F1, per-class precision and recall, confusion matrix, loss and "
@@ -139,6 +156,11 @@ def _train(args: argparse.Namespace) -> int:
 def _pretrain(args: argparse.Namespace) -> int:
     from textcls.train.pretrain import pretrain
     return _run_training(args, pretrain, _describe_pretraining)
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from textcls.train.distill import distill
+    return _run_training(args, distill, _describe_summary)
 
 
 def _run_training(args: argparse.Namespace, run, describe) -> int:

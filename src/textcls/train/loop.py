@@ -290,13 +290,17 @@ class Trainer:
             "no checkpoint was saved yet (start again; --save-steps N saves every N steps)"
         return Interrupted(f"interrupted at step {self.state.step} of {self.total_steps}; {saved}")
 
+    def loss(self, batch: dict) -> torch.Tensor:
+        """The training objective on one batch: the model's own loss (a recipe may define another)."""
+        return self.model(**batch).loss
+
     def train_batch(self, batch: dict) -> Optional[torch.Tensor]:
         """Forward and backward on one batch; at the end of an accumulation, clip and step the optimizer and the
         schedule. Returns the gradient norm when an optimizer step was taken, else None."""
         acc, st = self.accelerator, self.state
         grad_norm = None
         with acc.accumulate(self.model):
-            loss = self.model(**batch).loss
+            loss = self.loss(batch)
             acc.backward(loss)
             self.window_loss += loss.detach()
             if acc.sync_gradients:

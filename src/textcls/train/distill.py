@@ -1,0 +1,188 @@
+"""`textcls distill`: knowledge distillation (Hinton et al. 2015) of a fine-tuned teacher into a student classifier.
+
+The student trains with every flag, checkpoint, resume, plot and export of `textcls train`; only its objective
+differs. On a labelled row: A * cross-entropy with the label + (1 - A) * T^2 * KL(teacher || student), both softened
+by the temperature T; on an unlabelled row (the `unsupervised` split: IMDB ships 50,000 reviews for this) the teacher
+term alone. The T^2 keeps the soft term's gradients on the scale of the hard one's as T changes (Hinton et al.).
+
+The teacher's logits are computed once, with its own tokenizer and lengths (it may differ from the student's), in
+one batched, length-sorted pass (`TrainedModel.logits`), and cached under a fingerprint of the teacher's weights and
+tokenize settings and of the texts: a second run starts at once, and a killed run never leaves a half-written cache
+(the file is written beside and renamed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from textcls.config import RunConfig
+from textcls.errors import TextclsError
+from textcls.train.data import PreparedData
+from textcls.train.loop import Trainer, run_recipe
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from textcls.infer.model import TrainedModel
+
+log = logging.getLogger("textcls")
+
+
+def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
+                      alpha: float) -> torch.Tensor:
+    """logits, teacher: (B, C); labels: (B,) with -1 for unlabelled rows. The mean over the batch of
+    alpha * CE(logits, label) (labelled rows only) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(logits/T))."""
+    T = temperature
+    student = F.log_softmax(logits.float() / T, dim=-1)  # (B, C)
+    target = F.log_softmax(teacher.float() / T, dim=-1)  # (B, C)
+    soft = F.kl_div(student, target, log_target=True, reduction="batchmean") * T * T
+    labelled = labels >= 0  # (B,)
+    if alpha == 0 or not labelled.any():
+        return (1 - alpha) * soft
+    hard = F.cross_entropy(logits.float()[labelled], labels[labelled], reduction="sum") / len(labels)
+    return alpha * hard + (1 - alpha) * soft
+
+
+class TeacherCollator:
+    """The student's batches (`Collator`) with each row's teacher logits: "teacher_logits" (B, C) float."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        batch = self.collator(rows)
+        if "teacher_logits" in rows[0]:
+            batch["teacher_logits"] = torch.tensor([row["teacher_logits"] for row in rows], dtype=torch.float32)
+        return batch
+
+
+class DistillData(PreparedData):
+    def collator(self, model: torch.nn.Module):
+        return TeacherCollator(super().collator(model))
+
+
+def _teacher_fingerprint(teacher: "TrainedModel") -> str:
+    """The teacher's weights file (its bytes), its tokenize settings and labels, and the precision it runs in."""
+    import dataclasses
+
+    from textcls.hub import weights_file
+
+    digest = hashlib.sha256()
+    with open(weights_file(teacher.folder), "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    settings = dataclasses.asdict(teacher.tokenize_cfg) | {"cache_dir": None, "num_proc": None}
+    digest.update(json.dumps([settings, teacher.label_names, teacher.precision], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def teacher_logits(teacher: "TrainedModel", ds: "Dataset", cache: Path, batch_size: int) -> np.ndarray:
+    """(N, C) logits of `teacher` on the texts (and pairs) of `ds`, in row order; from the cache when the same
+    teacher saw the same rows before."""
+    from textcls.io import atomic_path
+
+    key = hashlib.sha256(f"{_teacher_fingerprint(teacher)} {ds._fingerprint}".encode()).hexdigest()[:20]
+    path = cache / f"teacher-logits-{key}.npy"
+    if path.is_file():
+        log.info("teacher logits for %d texts: from the cache (%s)", len(ds), path)
+        return np.load(path)
+    pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
+    log.info("teacher logits for %d texts: computing them once with %s (cached in %s)", len(ds), teacher.folder,
+             cache)
+    logits = teacher.logits(ds["text"], pairs, batch_size=batch_size).numpy().astype(np.float32)  # (N, C)
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, logits)
+    return logits
+
+
+def _teacher_columns(teacher: "TrainedModel", data_labels: list[str], data: str) -> np.ndarray:
+    """For each data label id, the teacher's output: by name, or by position when the teacher's labels are unnamed
+    (LABEL_0, ...); the label sets must be the same."""
+    from textcls.infer.evaluate import model_label_ids
+
+    if len(teacher.label_names) != len(data_labels):
+        raise TextclsError(f"the teacher {str(teacher.folder)!r} has {len(teacher.label_names)} labels "
+                           f"({', '.join(teacher.label_names)}) but {data!r} has {len(data_labels)} "
+                           f"({', '.join(data_labels)}); distill from a teacher trained on these labels")
+    return model_label_ids(data_labels, teacher.label_names, data)
+
+
+def prepare_distillation_data(cfg: RunConfig) -> DistillData:
+    """The student's tokenized splits (train + the unlabelled splits, labels -1 there, each row with its teacher's
+    logits in data label order; validation and test as `train` has them) and its tokenizer."""
+    from datasets import DatasetDict, concatenate_datasets
+
+    from textcls.data.sources import label_names, load_data
+    from textcls.data.tokenize import default_cache_dir, tokenize_data, tokenizer_for_run
+    from textcls.infer.model import load_trained
+
+    dc = cfg.distill
+    dsd = load_data(cfg.data)
+    unlabelled = dc.unlabelled_splits if dc.unlabelled_splits is not None else \
+        [s for s in ("unsupervised",) if s in dsd]
+    missing = [s for s in unlabelled if s not in dsd]
+    if missing:
+        raise TextclsError(f"--unlabelled-splits {' '.join(missing)}: {cfg.data.data!r} has no such split; its "
+                           f"splits are: {', '.join(dsd)}")
+    names = label_names(dsd)
+    teacher = load_trained(Path(dc.teacher), precision=cfg.train.mixed_precision)
+    teacher.check_data(pairs="text_pair" in dsd["train"].column_names)
+    columns = _teacher_columns(teacher, names, cfg.data.data)
+    learn_from = ["train", *[s for s in unlabelled if s != "train"]]
+    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, [dsd[s] for s in learn_from])
+    keep = [s for s in dsd if s in learn_from or s in ("validation", "test")]
+    tokenized = tokenize_data(DatasetDict({s: dsd[s] for s in keep}), tokenizer, cfg.tokenize)
+    cache = (Path(cfg.tokenize.cache_dir).expanduser() if cfg.tokenize.cache_dir else default_cache_dir()) / "teacher"
+    logits = {s: teacher_logits(teacher, dsd[s], cache, dc.teacher_batch_size)[:, columns] for s in learn_from}
+    agree = np.mean(logits["train"].argmax(1) == np.asarray(dsd["train"]["label"]))
+    log.info("the teacher agrees with %.2f%% of the training labels; the student learns from %s", 100 * agree,
+             ", ".join(f"{s} ({len(dsd[s]):,})" for s in learn_from))
+    parts = []
+    for split in learn_from:
+        part = tokenized[split].add_column("teacher_logits", logits[split].tolist())  # (N, C) in data label order
+        if split != "train":  # unlabelled texts: the teacher's term only, whatever labels the split has
+            part = part.map(lambda row: {"label": -1})
+        parts.append(part)
+    out = DatasetDict({"train": concatenate_datasets(parts),
+                       **{s: tokenized[s] for s in keep if s not in learn_from}})
+    del teacher
+    return DistillData(out, tokenizer, names, cfg.tokenize, num_workers=cfg.train.num_workers)
+
+
+class DistillTrainer(Trainer):
+    """Trainer's loop, data and model with the distillation objective."""
+
+    command = "distill"
+
+    def prepare_data(self) -> DistillData:
+        return prepare_distillation_data(self.cfg)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        teacher = batch.pop("teacher_logits")  # (B, C)
+        labels = batch.pop("labels")  # (B,), -1 for unlabelled rows
+        logits = self.model(**batch).logits  # (B, C)
+        return distillation_loss(logits, teacher, labels, self.cfg.distill.temperature, self.cfg.distill.alpha)
+
+
+def distill(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:
+    """Distill `cfg.distill.teacher` into the student `cfg.model` on `cfg.data` into a new run directory (or
+    continue the one at `resume`), as `textcls.train.loop.train` does; returns the summary."""
+    if not cfg.distill.teacher:
+        raise TextclsError("no teacher: give --teacher MODEL (a fine-tuned classifier: a run, its model/ folder or a "
+                           "transformers folder)")
+    if cfg.tokenize.truncation == "chunks":
+        raise TextclsError("distill learns one teacher distribution per text; --truncation chunks (several windows "
+                           "per text) is not supported: use head or head+tail")
+    from textcls.infer.model import model_folder
+    model_folder(Path(cfg.distill.teacher))  # a missing teacher fails before anything is read
+    return run_recipe(DistillTrainer, cfg, output, resume)
