@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -114,19 +115,25 @@ def main(argv=None) -> None:
         ref = reference_epoch(folder, args.data, args.batch_size, args.max_steps, args.seed)
 
     what = "one epoch" if not args.max_steps else f"the first {args.max_steps} steps"
-    lines = [f"Command: `{shlex.join(['python', 'benchmarks/bench_train.py', *sys.argv[1:]])}`", "",
-             f"IMDB train (25,000 reviews), {what}, batch {args.batch_size}, max length {MAX_LENGTH}, bert-tiny dims; "
-             f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} threads", "",
-             "| implementation | examples | seconds | examples/s | speed-up |", "|---|---|---|---|---|"]
-    for name, r in ((f"reference: padding=max_length, transformers BERT ({ref['attention']})", ref),
-                    ("textcls train (dynamic padding, length-grouped batches)", ours)):
-        lines.append(f"| {name} | {r['examples']} | {r['seconds']:.1f} | {r['examples'] / r['seconds']:.1f} | "
-                     f"{(r['examples'] / r['seconds']) / (ref['examples'] / ref['seconds']):.2f}x |")
+    ref_name = f"reference: padding=max_length, transformers BERT ({ref['attention']})"
+    report("bench_train.py", f"IMDB train (25,000 reviews), {what}, batch {args.batch_size}, max length {MAX_LENGTH}, "
+           f"bert-tiny dims", {ref_name: ref, "textcls train (dynamic padding, length-grouped batches)": ours},
+           ref_name, args.output)
+
+
+def report(script: str, what: str, results: dict[str, dict], against: str, output: Optional[str]) -> None:
+    """Print (and write to `output`) a markdown table of each result's examples/s and its ratio to `against`'s."""
+    rate = {name: r["examples"] / r["seconds"] for name, r in results.items()}
+    lines = [f"Command: `{shlex.join(['python', f'benchmarks/{script}', *sys.argv[1:]])}`", "",
+             f"{what}; torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} threads", "",
+             f"| implementation | examples | seconds | examples/s | against {against} |", "|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['examples']} | {r['seconds']:.1f} | {rate[name]:.1f} | "
+                     f"{rate[name] / rate[against]:.2f}x |")
     table = "\n".join(lines)
     print(table)
-    if args.output:
-        Path(args.output).write_text(table + "\n", encoding="utf-8")
-
+    if output:
+        Path(output).write_text(table + "\n", encoding="utf-8")
 
 if __name__ == "__main__":
     main()
