@@ -124,7 +124,7 @@ def main() -> None:
         file = out / f"predict-{mp}.jsonl"
         seconds = run(["predict", str(model), "--input", str(Path(args.data) / "test.parquet"), "--output", str(file),
                        "--mixed-precision", mp])
-        rows = [json.loads(line) for line in file.read_text().splitlines()]
+        rows = [json.loads(line) for line in file.read_text(encoding="utf-8").split("\n") if line]  # not splitlines: U+2028 in texts
         preds[mp] = {"seconds": seconds, "labels": [r["label"] for r in rows],
                      "p": np.array([r["probabilities"]["pos"] for r in rows])}
     import pandas as pd
