@@ -50,6 +50,7 @@ def test_learnt_vocabulary_trains_exports_and_is_reused(cli, small_imdb, tiny_mo
 
 @pytest.mark.parametrize("spec, message", [
     ("wordpiece:abc", "--tokenizer wordpiece:abc: N must be a number of tokens, e.g. wordpiece:8000"),
+    ("wordpiece:²", "--tokenizer wordpiece:²: N must be a number of tokens, e.g. wordpiece:8000"),  # isdigit, not int
     ("wordpiece:8", "--tokenizer wordpiece:8 is smaller than the alphabet of the texts plus the special tokens"),
 ])
 def test_bad_sizes(cli, small_imdb, tiny_model, tmp_path, spec, message):

@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -156,6 +157,16 @@ class DataConfig(Section):
             raise TextclsError(f"--label-names {' '.join(self.label_names)} repeats a name; give each label one name")
 
 
+# --tokenizer wordpiece:N: a vocabulary of N tokens that training learns from the run's texts (data/tokenize.py).
+WORDPIECE_SPEC = re.compile(r"wordpiece:([0-9]+)")
+
+
+def wordpiece_size(name: Optional[str]) -> Optional[int]:
+    """N of a `wordpiece:N` tokenizer spec; None for any other name."""
+    match = WORDPIECE_SPEC.fullmatch(name or "")
+    return int(match.group(1)) if match else None
+
+
 @dataclass
 class TokenizeConfig(Section):
     section: ClassVar[str] = "tokenize"
@@ -177,10 +188,8 @@ class TokenizeConfig(Section):
     cache_dir: Optional[str] = opt(None, "where tokenized Arrow files are cached (default: ~/.cache/textcls)")
 
     def check(self) -> None:
-        if self.tokenizer and self.tokenizer.startswith("wordpiece:"):
-            size = self.tokenizer.partition(":")[2]
-            if not size.isdigit() or int(size) < 8:
-                raise TextclsError(f"--tokenizer {self.tokenizer}: N must be a number of tokens, e.g. wordpiece:8000")
+        if self.tokenizer and self.tokenizer.startswith("wordpiece:") and (wordpiece_size(self.tokenizer) or 0) < 8:
+            raise TextclsError(f"--tokenizer {self.tokenizer}: N must be a number of tokens, e.g. wordpiece:8000")
         if self.truncation == "chunks" and self.stride >= self.max_length:
             raise TextclsError(f"--stride {self.stride} must be below --max-length {self.max_length}: consecutive "
                                f"windows share --stride wordpieces, so each moves on by the rest")

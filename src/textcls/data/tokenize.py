@@ -13,12 +13,11 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
-from textcls.config import ModelConfig, TokenizeConfig
+from textcls.config import ModelConfig, TokenizeConfig, wordpiece_size
 from textcls.errors import TextclsError
 
 if TYPE_CHECKING:
@@ -75,15 +74,8 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
 
 
 # --tokenizer wordpiece:N: a vocabulary learnt from the run's texts.
-WORDPIECE_SPEC = re.compile(r"wordpiece:(\d+)")
 WORDPIECE_BASE = "minilm-l6"  # its normalizer, pre-tokenizer, special tokens and template: uncased BERT's
 LIMIT_ALPHABET = 1000  # characters kept as the initial alphabet (tokenizers' BertWordPieceTokenizer default)
-
-
-def wordpiece_size(name: Optional[str]) -> Optional[int]:
-    """N of a `wordpiece:N` tokenizer spec; None for any other name."""
-    match = WORDPIECE_SPEC.fullmatch(name or "")
-    return int(match.group(1)) if match else None
 
 
 def tokenizer_for_run(tokenize: TokenizeConfig, model: ModelConfig, texts: Sequence["Dataset"]

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
-from textcls.config import RunConfig, TrainConfig
-from textcls.data.tokenize import default_tokenizer_name, wordpiece_size
+from textcls.config import RunConfig, TrainConfig, wordpiece_size
+from textcls.data.tokenize import default_tokenizer_name
 from textcls.device import make_accelerator, no_gpu
 from textcls.errors import Interrupted, TextclsError
 from textcls.io import writing
