@@ -100,14 +100,15 @@ def train_wordpiece(texts: Sequence["Dataset"], size: int, cache: Path) -> "PreT
 
     from textcls.io import atomic_dir
 
+    columns = [[c for c in ("text", "text_pair") if c in ds.column_names] for ds in texts]
     key = hashlib.sha256(json.dumps([size, LIMIT_ALPHABET, WORDPIECE_BASE, tokenizers.__version__,
-                                     [ds._fingerprint for ds in texts]]).encode()).hexdigest()[:16]
+                                     [content_hash(ds, cols) for ds, cols in zip(texts, columns)]]).encode()
+                         ).hexdigest()[:16]
     folder = cache / f"wordpiece-{size}-{key}"
     if (folder / "tokenizer.json").is_file():
         log.info("tokenizer: the WordPiece vocabulary of %d tokens learnt before from these texts (%s)", size, folder)
         return AutoTokenizer.from_pretrained(folder)
     base = load_tokenizer(WORDPIECE_BASE)
-    columns = [[c for c in ("text", "text_pair") if c in ds.column_names] for ds in texts]
     rows = sum(len(ds) for ds in texts)
     log.info("tokenizer: learning a WordPiece vocabulary of %d tokens from %d texts", size, rows)
 

@@ -73,15 +73,12 @@ def _teacher_fingerprint(teacher: "TrainedModel") -> str:
     """The teacher's weights file (its bytes), its tokenize settings and labels, and the precision it runs in."""
     import dataclasses
 
+    from textcls.data.tokenize import file_checksum
     from textcls.hub import weights_file
 
-    digest = hashlib.sha256()
-    with open(weights_file(teacher.folder), "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
     settings = dataclasses.asdict(teacher.tokenize_cfg) | {"cache_dir": None, "num_proc": None}
-    digest.update(json.dumps([settings, teacher.label_names, teacher.precision], sort_keys=True).encode())
-    return digest.hexdigest()
+    return json.dumps([file_checksum(weights_file(teacher.folder)), settings, teacher.label_names, teacher.precision],
+                      sort_keys=True)
 
 
 def teacher_logits(teacher: "TrainedModel", ds: "Dataset", cache: Path, batch_size: int) -> np.ndarray:
@@ -89,12 +86,15 @@ def teacher_logits(teacher: "TrainedModel", ds: "Dataset", cache: Path, batch_si
     teacher saw the same rows before."""
     from textcls.io import atomic_path
 
-    key = hashlib.sha256(f"{_teacher_fingerprint(teacher)} {ds._fingerprint}".encode()).hexdigest()[:20]
+    from textcls.data.tokenize import content_hash
+
+    columns = [c for c in ("text", "text_pair") if c in ds.column_names]
+    key = hashlib.sha256(f"{_teacher_fingerprint(teacher)} {content_hash(ds, columns)}".encode()).hexdigest()[:20]
     path = cache / f"teacher-logits-{key}.npy"
     if path.is_file():
         log.info("teacher logits for %d texts: from the cache (%s)", len(ds), path)
         return np.load(path)
-    pairs = ds["text_pair"] if "text_pair" in ds.column_names else None
+    pairs = ds["text_pair"] if "text_pair" in columns else None
     log.info("teacher logits for %d texts: computing them once with %s (cached in %s)", len(ds), teacher.folder,
              cache)
     logits = teacher.logits(ds["text"], pairs, batch_size=batch_size).numpy().astype(np.float32)  # (N, C)
