@@ -135,5 +135,6 @@ def report(script: str, what: str, results: dict[str, dict], against: str, outpu
     if output:
         Path(output).write_text(table + "\n", encoding="utf-8")
 
+
 if __name__ == "__main__":
     main()

@@ -24,7 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train import DEFAULT_DATA, report, save_reference_weights  # noqa: E402  (the same weights as bench_train.py)
 
@@ -101,6 +100,7 @@ def main(argv=None) -> None:
                     key=lambda n: results[n]["examples"] / results[n]["seconds"])
     report("bench_trainer.py", f"{args.rows} IMDB training reviews, one epoch, batch {BATCH}, max length {MAX_LENGTH}, "
            f"bert-tiny dims, native bf16: {'yes' if cpu_has_native_bf16() else 'no'}", results, best_peer, args.output)
+
 
 if __name__ == "__main__":
     main()
