@@ -1,6 +1,6 @@
 """Training throughput of `textcls train` against the peer users pick: transformers' `Trainer` at its best on a CPU.
 
-    python benchmarks/bench_trainer.py [--data PATH] [--rows 4000] [--output FILE]
+    python benchmarks/bench_trainer.py [--data PATH] [--rows 4000] [--compile] [--output FILE]
 
 Both fine-tune the same bert-tiny-sized weights (seeded random, one transformers folder) for one epoch over the same
 IMDB training reviews (the first --rows of a seeded shuffle, written to one parquet file that both read), batch 32,
@@ -51,7 +51,7 @@ def trainer_epoch(folder: Path, data: Path, bf16: bool, seed: int, out: Path) ->
     return {"seconds": time.perf_counter() - start, "examples": len(ds)}
 
 
-def textcls_epoch(folder: Path, data: Path, precision: str, seed: int, out: Path) -> dict:
+def textcls_epoch(folder: Path, data: Path, precision: str, seed: int, out: Path, compile: bool = False) -> dict:
     from textcls.config import RunConfig
     from textcls.train.loop import train
 
@@ -61,7 +61,7 @@ def textcls_epoch(folder: Path, data: Path, precision: str, seed: int, out: Path
         "model": {"model": str(folder)},
         "train": {"epochs": 1, "batch_size": BATCH, "learning_rate": LR, "warmup_steps": 1, "eval_strategy": "no",
                   "eval_splits": [], "seed": seed, "logging_steps": 50, "mixed_precision": precision,
-                  "output": str(out / f"run-{precision}")}})
+                  "compile": compile, "output": str(out / f"run-{precision}{'-compile' * compile}")}})
     summary = train(cfg)
     return {"seconds": summary["train_seconds"],
             "examples": round(summary["train_examples_per_s"] * summary["train_seconds"])}
@@ -73,6 +73,7 @@ def main(argv=None) -> None:
     p.add_argument("--rows", type=int, default=4000, help="training reviews (default: 4000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", help="also write the markdown table here")
+    p.add_argument("--compile", action="store_true", help="also textcls with --compile (torch.compile of each layer)")
     args = p.parse_args(argv)
 
     import pandas as pd
@@ -95,6 +96,8 @@ def main(argv=None) -> None:
         results["textcls --mixed-precision no (fp32)"] = textcls_epoch(folder, data, "no", args.seed, tmp)
         auto = "bf16 autocast" if cpu_has_native_bf16() else "fp32"
         results[f"textcls --mixed-precision auto ({auto})"] = textcls_epoch(folder, data, "auto", args.seed, tmp)
+        if args.compile:  # the compiler's own time counts: it is part of what a user waits for
+            results[f"textcls auto --compile ({auto})"] = textcls_epoch(folder, data, "auto", args.seed, tmp, True)
 
     best_peer = max((n for n in results if n.startswith("Trainer")),
                     key=lambda n: results[n]["examples"] / results[n]["seconds"])

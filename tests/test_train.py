@@ -142,6 +142,34 @@ def test_accumulation_equals_one_larger_batch(train_argv, cli, read_jsonl, model
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
+def test_compile_trains_as_eager(train_argv, cli, read_jsonl, model_weights, tmp_path, monkeypatch):
+    """--compile compiles each encoder layer (the code that runs is the compiler's, batches of several lengths) and
+    trains to the weights eager training reaches (no dropout: the compiler draws its own random masks), under the
+    same parameter names: checkpoints and exports do not see it."""
+    import textcls.train.loop
+
+    compiled = []
+    compile_layers = textcls.train.loop.compile_layers
+    monkeypatch.setattr(textcls.train.loop, "compile_layers",
+                        lambda model: (compile_layers(model), compiled.extend(model.encoder.blocks)))
+    common = ("--max-steps", "3", "--eval-strategy", "no", "--hidden-dropout", "0", "--logging-steps", "1",
+              "--learning-rate", "1e-3", "--eval-splits")
+    cli.ok(train_argv(tmp_path / "eager", *common))
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    cli.ok(train_argv(tmp_path / "compiled", *common, "--compile"))
+    assert len(compiled) == 2 and counters["stats"]["unique_graphs"] >= 1  # compiled code ran
+
+    eager, comp = (model_weights(tmp_path / name / "checkpoints" / f"step-{3:07d}") for name in ("eager", "compiled"))
+    assert eager.keys() == comp.keys()
+    for name in eager:
+        torch.testing.assert_close(comp[name], eager[name], rtol=1e-4, atol=1e-5, msg=name)
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / name / "metrics.jsonl") if r["kind"] == "train"]
+              for name in ("eager", "compiled")]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+
+
 def test_eval_steps_keep_best_and_early_stopping(train_argv, cli, read_jsonl, model_weights, tmp_path, monkeypatch):
     """Validation accuracy scripted as 0.5, 0.7, 0.6, 0.7: the best is step 2 (a tie is no improvement), patience 2
     stops at step 4, --save-total-limit 1 still keeps step 2, and the exported model holds step 2's weights."""

@@ -250,6 +250,8 @@ class TrainConfig(Section):
                                choices=("auto", "no", "bf16", "fp16"), group="optimization")
     group_by_length: bool = opt(True, "batch examples of similar length together (less padding, same randomness)",
                                 group="optimization")
+    compile: bool = opt(False, "torch.compile each encoder layer (dynamic shapes: one compilation serves every batch "
+                               "length); the first steps wait for the compiler", group="optimization")
     eval_strategy: str = opt("epoch", "when to evaluate on validation (also after the last step)",
                              choices=("epoch", "steps", "no"), group="evaluation and checkpoints")
     eval_steps: Optional[int] = opt(None, "with --eval-strategy steps: evaluate every N optimizer steps", metavar="N",

@@ -54,6 +54,15 @@ def warmup_steps(tc: TrainConfig, total_steps: int) -> int:
     return math.ceil(ratio * total_steps)
 
 
+def compile_layers(model: torch.nn.Module) -> None:
+    """torch.compile each encoder layer in place. Layers, not the whole model: the encoder's per-batch checks
+    (padding present? a length the attention takes?) read tensor values, which would break a whole-model graph at
+    every batch; a layer is the unit that repeats, so the compiled code is shared by all layers of a kind. In place
+    (`Module.compile`), so parameter names, checkpoints and exports do not change."""
+    for block in model.encoder.blocks:
+        block.compile(dynamic=True)
+
+
 def adamw(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: biases and LayerNorm weights (the 1-D parameters) are not decayed."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -204,6 +213,8 @@ class Trainer:
             self.model_source = self.model_source.with_vocabulary(len(tok), pad)
         seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
         model, self.load_report = self.build_model()
+        if tc.compile:
+            compile_layers(model)
 
         P = acc.num_processes
         collator = self.data.collator(model)  # padded as the model's attention mechanism needs
