@@ -21,8 +21,9 @@ def no_gpu() -> bool:
 
 
 def default_device() -> torch.device:
-    """The device inference runs on: the GPU when there is one."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device inference runs on: the GPU when there is one, the current one (under torchrun or accelerate
+    launch, accelerate's PartialState makes it the process's own)."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -17,8 +17,8 @@ from typing import Callable
 from textcls.allocator import keep_freed_memory
 from textcls.errors import TextclsError
 
-COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train", "textcls.cli.bench",
-            "textcls.cli.serve", "textcls.cli.baseline")
+COMMANDS = ("textcls.cli.data", "textcls.cli.tokens", "textcls.cli.model", "textcls.cli.train", "textcls.cli.export",
+            "textcls.cli.bench", "textcls.cli.serve", "textcls.cli.baseline")
 
 
 class Parser(argparse.ArgumentParser):

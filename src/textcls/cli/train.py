@@ -95,6 +95,9 @@ def register(sub) -> None:
     p.add_argument("--input", metavar="FILE", help="read texts from a .txt, .csv, .tsv, .jsonl or .parquet file")
     p.add_argument("--output", metavar="FILE", help="write predictions to a .csv, .tsv, .jsonl or .txt file "
                                                     "(.txt: one label per line)")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="torch: the model in torch (default); onnx: MODEL is an ONNX export folder (`textcls export "
+                        "MODEL --format onnx`) run by ONNX Runtime (the onnx extra)")
     add_json_flag(p)
     add_arguments(p, "data", only=("text_column", "text_pair_column", "encoding"))
     _add_inference_arguments(p, "tokenizer")
@@ -163,16 +166,25 @@ def _distill(args: argparse.Namespace) -> int:
     return _run_training(args, distill, _describe_summary)
 
 
-def _run_training(args: argparse.Namespace, run, describe) -> int:
-    """`run(cfg, resume=None)` (train or pretrain) on the flags, or on a run's own config with --resume."""
+def _join_processes() -> bool:
+    """Under torchrun or accelerate launch this process is one of several: it joins the others (accelerate's process
+    group, gloo on CPUs). True on the main process, which speaks for all: the others log warnings only, print
+    nothing and write no files."""
     from accelerate import PartialState
 
     from textcls.device import no_gpu
+
+    processes = PartialState(cpu=no_gpu())
+    if not processes.is_local_main_process:
+        logging.getLogger("textcls").setLevel(logging.WARNING)
+    return processes.is_main_process
+
+
+def _run_training(args: argparse.Namespace, run, describe) -> int:
+    """`run(cfg, resume=None)` (train or pretrain) on the flags, or on a run's own config with --resume."""
     from textcls.train.rundir import load_run_config
 
-    processes = PartialState(cpu=no_gpu())  # under torchrun or accelerate launch: one of several
-    if not processes.is_local_main_process:  # the main process speaks for all
-        logging.getLogger("textcls").setLevel(logging.WARNING)
+    speaks = _join_processes()
     if args.resume:
         # The run's own config is the base: `textcls train --resume RUN` needs nothing else.
         base = load_run_config(Path(args.resume)) if not args.config else None
@@ -180,7 +192,7 @@ def _run_training(args: argparse.Namespace, run, describe) -> int:
         summary = run(cfg, resume=Path(args.resume))
     else:
         summary = run(_train_config(args))
-    if processes.is_main_process:
+    if speaks:
         emit(summary, args.json, describe)
     return 0
 
@@ -213,6 +225,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from textcls.infer.evaluate import evaluate_model
     from textcls.train.rundir import is_run_dir, load_run_config
 
+    speaks = _join_processes()  # several processes split the texts; the main one reports
     model = Path(args.model_dir)
     # A run directory is evaluated on its own data settings (the same carved splits) unless flags say otherwise,
     # and finds its tokenized splits in its own cache.
@@ -227,13 +240,15 @@ def _evaluate(args: argparse.Namespace) -> int:
                             tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir,
                             attention=attention, attention_overrides=overrides,
                             precision=cfg.train.mixed_precision)
-    emit(result, args.json, describe_metrics)
+    if speaks:
+        emit(result, args.json, describe_metrics)
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
     from textcls.infer.predict import predict_files, predict_texts
 
+    speaks = _join_processes()  # several processes split the texts; the main one prints and writes --output
     cfg = config_from_args(args, base=None, sections=INFER_SECTIONS)
     columns = cfg.data.text_column, cfg.data.text_pair_column
     if args.input and args.texts:
@@ -246,7 +261,8 @@ def _predict(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else None
     attention, overrides = attention_from_args(args)
     common = dict(output=output, batch_size=cfg.train.batch_size, tokenizer=cfg.tokenize.tokenizer,
-                  attention=attention, attention_overrides=overrides, precision=cfg.train.mixed_precision)
+                  attention=attention, attention_overrides=overrides, precision=cfg.train.mixed_precision,
+                  backend=args.backend)
     if args.input:
         rows = predict_files(Path(args.model_dir), Path(args.input), text_column=columns[0],
                              text_pair_column=columns[1], encoding=cfg.data.encoding, **common)
@@ -254,6 +270,8 @@ def _predict(args: argparse.Namespace) -> int:
         rows = predict_texts(Path(args.model_dir), args.texts, args.text_pair, **common)
     else:
         raise TextclsError("nothing to predict: give one or more TEXT arguments or --input FILE")
+    if not speaks:
+        return 0
     if output is not None and not args.json:
         print(f"wrote {len(rows)} predictions to {output}")
         return 0

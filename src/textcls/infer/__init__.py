@@ -7,7 +7,9 @@ from textcls.infer.model import (
            mean_by_document,
            model_folder,
 )
+from textcls.infer.onnx import export_model, load_onnx
 from textcls.infer.predict import (
+           load_backend,
            predict_files,
            predict_probabilities,
            predict_texts,
@@ -15,4 +17,5 @@ from textcls.infer.predict import (
 )
 
 __all__ = ["evaluate_model", "model_label_ids", "TrainedModel", "load_trained", "mean_by_document", "model_folder",
-           "predict_files", "predict_probabilities", "predict_texts", "prediction_rows"]
+           "export_model", "load_onnx", "load_backend", "predict_files", "predict_probabilities", "predict_texts",
+           "prediction_rows"]

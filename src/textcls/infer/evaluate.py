@@ -47,7 +47,8 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     (with `attention`, another mechanism or other options). Carved splits (validation; test of per-class files) are
     those of training when the data flags are the same. The tokenized split is cached in `cache_dir` (default:
     ~/.cache/textcls): the same rows as training's, so a run's own test split is found there. `precision`: as
-    load_trained's (the result says which was used)."""
+    load_trained's (the result says which was used). Under several processes (an initialised process group) every
+    process must call it: each runs a share of the batches, and each gets the metrics of the whole split."""
     import dataclasses
 
     from datasets import DatasetDict
@@ -55,7 +56,7 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     from textcls.data.batching import lengths_of
     from textcls.data.sources import label_names, load_data
     from textcls.data.tokenize import tokenize_data
-    from textcls.infer.model import document_labels, load_trained
+    from textcls.infer.model import document_labels, load_trained, main_process_first, process_rank
     from textcls.metrics import classification_metrics
 
     trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides,
@@ -70,7 +71,10 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
         raise TextclsError(f"split {split!r} of {data_cfg.data!r} has rows without a label; evaluate needs labels "
                            f"(use `textcls predict` for unlabelled texts)")
     tokenize_cfg = dataclasses.replace(trained.tokenize_cfg, cache_dir=cache_dir)
-    tokenized = tokenize_data(DatasetDict({split: dsd[split]}), trained.tokenizer, tokenize_cfg)[split]
+    with main_process_first():  # under several processes the main one tokenizes; the others find its cache
+        tokenized = tokenize_data(DatasetDict({split: dsd[split]}), trained.tokenizer, tokenize_cfg)[split]
+    if process_rank()[1] > 1:
+        torch.distributed.barrier()  # the clock starts when all are ready: examples/s is all examples over wall time
     start = time.perf_counter()
     logits = trained.forward(tokenized, lengths_of(tokenized), batch_size)  # (documents, num_labels)
     seconds = time.perf_counter() - start

@@ -2,11 +2,14 @@
 the one batched forward that evaluate, predict (and later serve and distillation) use.
 
 The forward sorts the rows by length (the least padding), runs them in batches, and gives the logits back in input
-order; windows of chunked documents (rows with a `doc_id`) are averaged into one row per document.
+order; windows of chunked documents (rows with a `doc_id`) are averaged into one row per document. Under several
+processes (torchrun, accelerate launch: an initialised torch.distributed process group) each process runs its share
+of the batches and every process gets all the logits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +36,9 @@ class TrainedModel:
     tokenize_cfg: TokenizeConfig
     folder: Path
     precision: str = "no"  # "bf16": forward passes under bf16 autocast (resolved: never "auto")
+    # Under several processes, each runs a share of the batches: every process must then call forward. False: this
+    # process runs them all alone (distillation: the main process computes the teacher's logits for the others).
+    split_over_processes: bool = True
     _encoders: dict = field(default_factory=dict, repr=False)
 
     def encoder(self, pair: bool) -> "ExampleEncoder":
@@ -56,6 +62,14 @@ class TrainedModel:
         attention = self.model.encoder.attention
         attention.check_data(attention.options, pairs)
 
+    def run_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(b, num_labels) float logits, on the CPU, of one collated batch (input_ids, attention_mask and
+        token_type_ids, (b, T) each). The one step another backend replaces (ONNX Runtime: infer/onnx.py)."""
+        device = self.device
+        inputs = {k: v.to(device) for k, v in batch.items()}  # (b, T) each
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return self.model.eval()(**inputs).logits.float().cpu()
+
     def logits(self, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
                batch_size: int = 64) -> torch.Tensor:
         """Logits (N, num_labels) for `texts` (and their `pairs`), tokenized as in training, in the input order."""
@@ -67,26 +81,67 @@ class TrainedModel:
     @torch.inference_mode()
     def forward(self, rows: Sequence[dict], lengths: Sequence[int], batch_size: int) -> torch.Tensor:
         """Logits for tokenized rows (a list of dicts or a tokenized Dataset: input_ids, token_type_ids, and doc_id
-        for windows of chunked documents), one row per document, in input order. Batches are length-sorted."""
+        for windows of chunked documents), one row per document, in input order. Batches are length-sorted; under
+        several processes each runs every world-size-th batch, and all get the gathered logits."""
         from torch.utils.data import DataLoader
 
         from textcls.data.batching import restore_order, sorted_batches
 
+        rank, world = process_rank() if self.split_over_processes else (0, 1)
         batches = sorted_batches(lengths, batch_size)
-        loader = DataLoader(rows, batch_sampler=batches, collate_fn=self.collator())
-        model, device = self.model.eval(), self.device
+        shares = [batches[r::world] for r in range(world)]  # longest first: every process gets long and short ones
+        loader = DataLoader(rows, batch_sampler=shares[rank], collate_fn=self.collator())
         logits, doc_ids = [], []
         for batch in loader:
             batch.pop("labels", None)
             if "doc_ids" in batch:
                 doc_ids.append(batch.pop("doc_ids"))
-            inputs = {k: v.to(device) for k, v in batch.items()}  # (b, T) each
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                logits.append(model(**inputs).logits.float().cpu())  # (b, num_labels)
-        out = restore_order(batches, torch.cat(logits))
-        if doc_ids:
-            out = mean_by_document(out, restore_order(batches, torch.cat(doc_ids)))
+            logits.append(self.run_batch(batch))  # (b, num_labels)
+        # A process may have no batch (fewer batches than processes): it adds no rows.
+        out = torch.cat(logits) if logits else torch.empty(0, len(self.label_names))  # (rows run here, C)
+        docs = torch.cat(doc_ids) if doc_ids else None  # (rows run here,)
+        if world > 1:
+            out, docs = _gather(out, docs)  # (rows of all shares, C), in rank order
+        ran = [b for share in shares for b in share]  # the batches in the order of `out`'s rows
+        out = restore_order(ran, out)
+        if docs is not None:
+            out = mean_by_document(out, restore_order(ran, docs))
         return out
+
+
+def process_rank() -> tuple[int, int]:
+    """(rank, number of processes) of the torch.distributed process group that textcls's commands initialise under
+    torchrun or accelerate launch (accelerate's PartialState); (0, 1) for a process alone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+@contextlib.contextmanager
+def main_process_first():
+    """The main process runs the block first, then the others (they find what it cached): accelerate's
+    main_process_first for any process group, and nothing for a process alone."""
+    import torch.distributed as dist
+
+    rank, world = process_rank()
+    if world > 1 and rank > 0:
+        dist.barrier()
+    yield
+    if world > 1 and rank == 0:
+        dist.barrier()
+
+
+def _gather(logits: torch.Tensor, doc_ids: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Every process's (n_r, C) logits and (n_r,) doc ids (None where it has no windows), concatenated in rank
+    order: (sum n_r, C) and (sum n_r,) or None."""
+    import torch.distributed as dist
+
+    parts = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, (logits, doc_ids))
+    docs = [d for _, d in parts if d is not None]
+    return torch.cat([lg for lg, _ in parts]), torch.cat(docs) if docs else None
 
 
 def mean_by_document(logits: torch.Tensor, doc_ids: torch.Tensor) -> torch.Tensor:
@@ -99,13 +154,16 @@ def mean_by_document(logits: torch.Tensor, doc_ids: torch.Tensor) -> torch.Tenso
 
 def model_folder(path: Path) -> Path:
     """A run directory's exported model, or the folder itself; either must hold weights."""
-    from textcls.hub import weights_file
+    from textcls.hub import WEIGHT_FILES, weights_file
     from textcls.train.rundir import model_of
 
     if not path.exists():
         raise TextclsError(f"model {str(path)!r} does not exist; give a run directory or an exported model folder")
     path = model_of(path)
     if path.is_dir():
+        if (path / "model.onnx").is_file() and not any((path / name).is_file() for name in WEIGHT_FILES):
+            raise TextclsError(f"{str(path)!r} is an ONNX export (model.onnx, no torch weights): predict from it with "
+                               f"--backend onnx")
         weights_file(path)
     return path
 

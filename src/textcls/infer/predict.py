@@ -14,7 +14,7 @@ import torch
 from textcls.data.files import check_output, read_inputs, write_predictions
 from textcls.data.sources import is_blank
 from textcls.errors import TextclsError
-from textcls.infer.model import TrainedModel, load_trained
+from textcls.infer.model import TrainedModel, load_trained, process_rank
 
 
 def _check_texts(texts: Sequence[str], pairs: Optional[Sequence[str]]) -> None:
@@ -46,20 +46,42 @@ def prediction_rows(texts: Sequence[str], pairs: Optional[Sequence[str]], probs:
     return out
 
 
+def load_backend(model_path: Path, backend: str = "torch", tokenizer: Optional[str] = None,
+                 attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
+                 precision: str = "auto") -> TrainedModel:
+    """The model as `backend` runs it: "torch" loads it with load_trained (and these settings); "onnx" runs an ONNX
+    export folder (`textcls export MODEL --format onnx`) in ONNX Runtime, as it was exported."""
+    from textcls.infer.onnx import BACKENDS, load_onnx
+
+    if backend not in BACKENDS:
+        raise TextclsError(f"--backend {backend!r} is not one of: {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides,
+                            precision=precision)
+    if attention or attention_overrides:
+        raise TextclsError("--attention and its options go with --backend torch: an ONNX export runs the attention "
+                           "it was exported with (export again with --attention to change it)")
+    if precision == "bf16":
+        raise TextclsError("--mixed-precision bf16 goes with --backend torch: an ONNX export runs in fp32, or with "
+                           "the int8 weights it was exported with")
+    return load_onnx(model_path, tokenizer)
+
+
 def predict_texts(model_path: Path, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
                   batch_size: int = 64, output: Optional[Path] = None, tokenizer: Optional[str] = None,
                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
-                  precision: str = "auto") -> list[dict]:
+                  precision: str = "auto", backend: str = "torch") -> list[dict]:
     """Label and probabilities for each text (or pair), in order; also written to `output` when given. Every
-    check on the arguments comes before the model is loaded. `precision`: as load_trained's."""
+    check on the arguments comes before the model is loaded. `precision`: as load_trained's; `backend`: as
+    load_backend's. Under several processes (an initialised process group) every process must call it: each runs a
+    share of the batches and gets all the rows; the main process alone writes `output`."""
     _check_texts(texts, pairs)
     if output is not None:
         check_output(output)
-    trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides,
-                           precision=precision)
+    trained = load_backend(model_path, backend, tokenizer, attention, attention_overrides, precision)
     rows = prediction_rows(texts, pairs, predict_probabilities(trained, texts, pairs, batch_size),
                            trained.label_names)
-    if output is not None:
+    if output is not None and process_rank()[0] == 0:
         write_predictions(rows, output, trained.label_names)
     return rows
 
@@ -68,7 +90,7 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
                   text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
                   batch_size: int = 64, tokenizer: Optional[str] = None,
                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
-                  encoding: str = "utf-8", precision: str = "auto") -> list[dict]:
+                  encoding: str = "utf-8", precision: str = "auto", backend: str = "torch") -> list[dict]:
     """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file (text files in
     `encoding`)."""
     if output is not None:
@@ -77,4 +99,4 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
             raise TextclsError(f"--output {str(output)!r} is the --input file; write the predictions elsewhere")
     texts, pairs = read_inputs(input_path, text_column, text_pair_column, encoding)
     return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides,
-                         precision)
+                         precision, backend)

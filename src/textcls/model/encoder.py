@@ -147,9 +147,10 @@ class Encoder(nn.Module):
         """`global_attention_mask` (B, T), as Longformer's: which tokens are global, for mechanisms that have global
         tokens (by default the mechanism decides, e.g. [CLS])."""
         # No mask for a batch without padding: the attention kernels are then at their fastest (flash on CUDA
-        # takes no mask). One check per forward, not per layer.
+        # takes no mask). One check per forward, not per layer. An exported graph serves every batch: it always masks
+        # (an all-ones mask computes the same).
         attn = self.attention
-        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        has_padding = attention_mask is not None and (torch.compiler.is_exporting() or not bool(attention_mask.all()))
         key_padding_mask = attention_mask.bool() if has_padding else None  # (B, T), True = real token
         if has_padding and not attn.supports_padding_mask:
             raise TextclsError(f"attention {attn.name!r} cannot mask padding; pad nothing (equal-length batches) or "

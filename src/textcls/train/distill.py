@@ -136,6 +136,9 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
                            f"splits are: {', '.join(dsd)}")
     names = label_names(dsd)
     teacher = load_trained(Path(dc.teacher), precision=cfg.train.mixed_precision)
+    # Data is prepared by the main process first (main_process_first): it alone computes the teacher's logits, and
+    # the other processes read them from its cache.
+    teacher.split_over_processes = False
     teacher.check_data(pairs="text_pair" in dsd["train"].column_names)
     columns = _teacher_columns(teacher, names, cfg.data.data)
     learn_from = ["train", *[s for s in unlabelled if s != "train"]]
