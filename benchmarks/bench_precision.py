@@ -52,6 +52,13 @@ def matmul_rate(dtype, n: int = 2048, reps: int = 10) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - start) / 1e9
 
 
+def step_flops(e, B: int, T: int) -> float:
+    """FLOPs of one training step of an encoder with config `e` on a (B, T) batch: 3 x forward (the backward is
+    twice the forward), forward = layers x (2BT(4C^2 + 2CI) + 4BT^2C): projections, MLP, QK^T and AV."""
+    L, C, I = e.num_layers, e.hidden_size, e.intermediate_size
+    return 3 * L * (2 * B * T * (4 * C * C + 2 * C * I) + 4 * B * T * T * C)
+
+
 def step_rate(data: str, bf16: bool, batches: int = 12, batch_size: int = 32) -> float:
     """GFLOP/s of the main job's training step (model, AdamW, clipping) on real, length-grouped IMDB batches."""
     import pandas as pd
@@ -74,12 +81,9 @@ def step_rate(data: str, bf16: bool, batches: int = 12, batch_size: int = 32) ->
     rows = sorted((dict(zip(encoded, v)) for v in zip(*encoded.values())), key=lambda r: r["length"])
     collate = Collator.for_model(cfg.tokenize, tokenizer, model)
     loader = [collate([{**r, "label": 0} for r in rows[i:i + batch_size]]) for i in range(0, len(rows), batch_size)]
-    e = model.encoder.config
-    L, C, I = e.num_layers, e.hidden_size, e.intermediate_size
 
     def flops(batch) -> float:
-        B, T = batch["input_ids"].shape
-        return 3 * L * (2 * B * T * (4 * C * C + 2 * C * I) + 4 * B * T * T * C)
+        return step_flops(model.encoder.config, *batch["input_ids"].shape)
 
     def step(batch) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
