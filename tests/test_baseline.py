@@ -119,7 +119,7 @@ def test_train_reports_the_baseline_beside_the_model(cli, train_argv, tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--c", "0"], "--c must be above 0, got 0.0"),
     (["--ngrams", "9"], "--ngrams must be within [1, 5], got 9"),
-    (["--split", "dev"], "has no split 'dev'; it has: train, validation, test, unsupervised"),
+    (["--split", "holdout"], "has no split 'holdout'; it has: train, validation, test, unsupervised"),
     (["--split", "unsupervised"], "split 'unsupervised' of "),
 ])
 def test_bad_input(cli, imdb_dir, argv, message):

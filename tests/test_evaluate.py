@@ -126,7 +126,7 @@ def test_bad_input(case, hf_classifier, hf_classifier_named, small_imdb, tmp_pat
     train.to_parquet(data / "train.parquet")
     model = hf_classifier_named if case == "unknown label" else hf_classifier
     argv, expected = {
-        "no split": (["--split", "dev"], "has no split 'dev'; it has: train, validation, test"),
+        "no split": (["--split", "holdout"], "has no split 'holdout'; it has: train, validation, test"),
         "unlabelled split": (["--split", "unsupervised"], "has rows without a label"),
         "unknown label": ([], "labels 'meh' of"),
         "too many labels": ([], "has 3 labels (0, 1, 2) but the model has 2 outputs"),

@@ -59,7 +59,7 @@ def test_tokens_of_a_dataset_row(capsys, hf_tokenizer, imdb_rows, tmp_path):
     ref = hf_tokenizer(imdb_rows.text[25], truncation=True, max_length=32)
     assert [t["id"] for t in r["tokens"]] == ref["input_ids"]
     assert (r["split"], r["index"], r["label"]) == ("test", 25, "1")
-    assert "--split 'dev' is not in" in fails(capsys, "tokens", "--data", str(tmp_path), "--split", "dev", *TOK)
+    assert "--split 'holdout' is not in" in fails(capsys, "tokens", "--data", str(tmp_path), "--split", "holdout", *TOK)
     assert "--index 40 is out of range" in fails(capsys, "tokens", "--data", str(tmp_path), "--split", "test",
                                                  "--index", "40", *TOK)
 

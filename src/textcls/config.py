@@ -133,7 +133,13 @@ class DataConfig(Section):
     data: Optional[str] = opt(None, "dataset: a folder of SPLIT.{parquet,csv,tsv,jsonl} files, one such file, an "
                                     "aclImdb folder or aclImdb_v1.tar.gz, a folder of per-class .txt files, or a hub "
                                     "name such as 'imdb' or 'glue:sst2'", metavar="SPEC")
-    text_column: Optional[str] = opt(None, "column with the text (default: detect 'text', 'sentence', 'sentence1', ...)")
+    columns: Optional[list[str]] = opt(None, "names of the columns of CSV/TSV files that have no header row, in "
+                                             "order, e.g. --columns label,title,text (AG News, DBpedia, Yelp); the "
+                                             "first row is then data")
+    text_column: Optional[str] = opt(None, "column with the text, or several joined by --text-separator, e.g. "
+                                           "title,text (default: detect 'text', 'sentence', 'sentence1', ...)")
+    text_separator: str = opt(" ", "put between the texts of the columns of --text-column when it names several",
+                              metavar="SEP")
     text_pair_column: Optional[str] = opt(None, "column with the second text of a pair (default: detect 'sentence2', ...)")
     label_column: Optional[str] = opt(None, "column with the label (default: 'label')")
     label_names: Optional[list[str]] = opt(None, "names for integer labels 0..N-1, e.g. --label-names neg pos "
@@ -150,6 +156,10 @@ class DataConfig(Section):
     data_seed: int = opt(42, "seed for the validation split and the subsets")
 
     def check(self) -> None:
+        if self.columns is not None:  # `--columns label,title,text` and `--columns label title text` alike
+            self.columns = [name.strip() for value in self.columns for name in value.split(",") if name.strip()]
+            if len(set(self.columns)) != len(self.columns) or not self.columns:
+                raise TextclsError(f"--columns must name every column of the file once, got: {','.join(self.columns)}")
         if self.validation_fraction + self.test_fraction >= 1:
             raise TextclsError(f"--validation-fraction {self.validation_fraction} and --test-fraction "
                                f"{self.test_fraction} leave nothing of train; their sum must be below 1")
@@ -557,6 +567,8 @@ def _flag_kwargs(f: dataclasses.Field, tp: Any, defaults: dict[str, Any]) -> dic
     default = defaults.get(f.name, f.default)
     kw: dict[str, Any] = dict(dest=f.name, default=defaults.get(f.name, argparse.SUPPRESS), help=f.metadata["help"])
     if default is not dataclasses.MISSING and default is not None:
+        if isinstance(default, str) and default != default.strip():  # a separator " " would print as nothing
+            default = repr(default)
         kw["help"] += f" (default: {('on' if default else 'off') if base is bool else default})"
     if base is bool:
         kw["action"] = argparse.BooleanOptionalAction

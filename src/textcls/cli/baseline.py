@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from textcls.cli.output import add_json_flag, describe_metrics, emit
+from textcls.cli.output import add_json_flag, describe_metrics, emit, split_name
 from textcls.config import BaselineConfig, add_arguments, add_section_arguments, config_from_args, section_from_args
 
 
@@ -14,7 +14,8 @@ def register(sub) -> None:
                                    "trains on) and measure it on a labelled split with evaluate's metrics: the score "
                                    "a transformer has to beat. `textcls train --baseline METHOD` reports it beside "
                                    "a run's own.")
-    p.add_argument("--split", default="test", help="split to measure on (default: test)")
+    p.add_argument("--split", type=split_name, default="test",
+                   help="split to measure on (dev or valid: validation; default: test)")
     add_json_flag(p)
     add_section_arguments(p, BaselineConfig)
     add_arguments(p, "data")

@@ -11,6 +11,13 @@ def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def split_name(name: str) -> str:
+    """A `--split` value as the split it means: dev and valid are validation, as in the names of data files."""
+    from textcls.data.readers import SPLIT_NAMES  # imported when a command is parsed: `textcls --help` stays fast
+
+    return SPLIT_NAMES.get(name, name)
+
+
 def emit(result: Any, as_json: bool, human: Callable[[Any], str]) -> None:
     """Print `result` as JSON, or as the text `human(result)` makes of it."""
     if as_json:

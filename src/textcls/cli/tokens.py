@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import re
 
-from textcls.cli.output import add_json_flag, emit, table
+from textcls.cli.output import add_json_flag, emit, split_name, table
 from textcls.config import (
     DataConfig,
     RunConfig,
@@ -27,7 +27,8 @@ def register(sub) -> None:
                     "(truncation, special tokens, padding) and show every position. " + DEFAULT_TOKENIZER + ".")
     p.add_argument("text", nargs="?", metavar="TEXT", help="the text to tokenize")
     p.add_argument("pair", nargs="?", metavar="PAIR", help="the second text of a pair")
-    p.add_argument("--split", default="train", help="with --data: the split (default: train)")
+    p.add_argument("--split", type=split_name, default="train",
+                   help="with --data: the split (dev or valid: validation; default: train)")
     p.add_argument("--index", type=int, default=0, help="with --data: the row, counted from 0 (default: 0)")
     p.add_argument("--window", type=int, default=0, help="with --truncation chunks: the window to show, counted "
                                                          "from 0 (default: 0)")

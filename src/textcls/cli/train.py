@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from textcls.cli.output import add_json_flag, describe_metrics, emit, table
+from textcls.cli.output import add_json_flag, describe_metrics, emit, split_name, table
 from textcls.config import CLASSIFIER_ONLY, PRETRAIN_FIXED, add_arguments, attention_from_args, config_from_args
 from textcls.errors import TextclsError
 
@@ -76,7 +76,8 @@ def register(sub) -> None:
                                    "own data settings; flags override them. Data labels are matched to the model's "
                                    "by name; name integer labels with --label-names.")
     p.add_argument("model_dir", metavar="MODEL", help="a run directory or an exported model folder")
-    p.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    p.add_argument("--split", type=split_name, default="test",
+                   help="split to evaluate (dev or valid: validation; default: test)")
     add_json_flag(p)
     add_arguments(p, "data")
     _add_inference_arguments(p, "tokenizer", "cache_dir")

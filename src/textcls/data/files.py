@@ -40,6 +40,9 @@ def read_inputs(path: Path, text_column: Optional[str] = None, text_pair_column:
     if path.suffix not in INPUT_FORMATS:
         raise TextclsError(f"input file {str(path)!r}: unknown format {path.suffix!r}; use one of "
                            f"{', '.join(INPUT_FORMATS)}")
+    if text_column and "," in text_column:
+        raise TextclsError(f"--text-column {text_column}: predict reads one text column; joining several is for "
+                           f"the data of train and evaluate (join them in the input file)")
     if path.suffix == ".txt":
         if text_column or text_pair_column:
             raise TextclsError("a .txt input has one text per line and no columns; use a .csv, .tsv or .jsonl file "

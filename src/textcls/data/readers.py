@@ -44,28 +44,29 @@ class RawSplit:
     class_names: dict[str, list[str]] = field(default_factory=dict)  # names of the source's ClassLabel columns
 
 
-def read_source(spec: str, encoding: str = "utf-8") -> dict[str, RawSplit]:
-    """Read `spec` (a file, a folder or a hub name) into raw tables keyed by standard split name."""
+def read_source(spec: str, encoding: str = "utf-8", columns: Optional[list[str]] = None) -> dict[str, RawSplit]:
+    """Read `spec` (a file, a folder or a hub name) into raw tables keyed by standard split name; `columns` names
+    the columns of CSV/TSV files that have no header row."""
     path = Path(spec).expanduser()
     if path.exists():
         with reading(path):  # a file or folder that cannot be read says so, and why
-            return _read_path(path, spec, encoding)
+            return _read_path(path, spec, encoding, columns)
     if (spec.startswith((".", "/", "~")) or spec.count("/") > 1 or Path(spec).suffix in _TABULAR
             or spec.endswith(ARCHIVE_SUFFIXES)):
         raise TextclsError(f"data path {spec!r} does not exist; check the path ({FORMATS_HELP})")
     return _read_hub(spec)
 
 
-def _read_path(path: Path, spec: str, encoding: str) -> dict[str, RawSplit]:
+def _read_path(path: Path, spec: str, encoding: str, columns: Optional[list[str]]) -> dict[str, RawSplit]:
     if path.is_dir():
-        return _read_folder(path, encoding)
+        return _read_folder(path, encoding, columns)
     if not path.is_file():
         raise TextclsError(f"data path {spec!r} is neither a file nor a folder; {FORMATS_HELP}")
     if path.name.endswith(ARCHIVE_SUFFIXES):
         return _read_tar(path, encoding)
     if path.suffix not in _TABULAR:
         raise TextclsError(f"cannot tell the format of {spec!r} from its name; {FORMATS_HELP}")
-    return {"train": RawSplit(read_table(path, encoding), str(path), _file_fingerprint([path]))}
+    return {"train": RawSplit(read_table(path, encoding, columns), str(path), _file_fingerprint([path]))}
 
 
 # ------------------------------------------------------------------------------------------- text and tables
@@ -94,41 +95,50 @@ def _utf8_buffer(path: Path, encoding: str) -> pa.BufferReader:
 _BLOCK = 1 << 24  # pyarrow parses in blocks; one row (a long review) must fit in a block
 
 
-def _read_parquet(path: Path, encoding: str) -> pa.Table:
+def _read_parquet(path: Path, encoding: str, headerless: bool) -> pa.Table:
     import pyarrow.parquet as pq
     table = pq.read_table(path)
     return table.drop_columns([c for c in table.column_names if c.startswith("__index_level_")])  # pandas' index
 
 
-def _read_csv(path: Path, encoding: str) -> pa.Table:
+def _read_delimited(path: Path, encoding: str, headerless: bool, parse_options) -> pa.Table:
+    """A CSV or TSV file; `headerless`: the first row is data, and the columns are named f0, f1, ..."""
     import pyarrow.csv as pacsv
-    return pacsv.read_csv(_utf8_buffer(path, encoding), read_options=pacsv.ReadOptions(block_size=_BLOCK),
-                          parse_options=pacsv.ParseOptions(newlines_in_values=True))
+    read_options = pacsv.ReadOptions(block_size=_BLOCK, autogenerate_column_names=headerless)
+    return pacsv.read_csv(_utf8_buffer(path, encoding), read_options=read_options, parse_options=parse_options)
 
 
-def _read_tsv(path: Path, encoding: str) -> pa.Table:
+def _read_csv(path: Path, encoding: str, headerless: bool) -> pa.Table:
+    import pyarrow.csv as pacsv
+    return _read_delimited(path, encoding, headerless, pacsv.ParseOptions(newlines_in_values=True))
+
+
+def _read_tsv(path: Path, encoding: str, headerless: bool) -> pa.Table:
     import pyarrow.csv as pacsv
     # As GLUE writes TSV: no quoting, so a sentence may start with a quote mark.
-    return pacsv.read_csv(_utf8_buffer(path, encoding), read_options=pacsv.ReadOptions(block_size=_BLOCK),
-                          parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False))
+    return _read_delimited(path, encoding, headerless, pacsv.ParseOptions(delimiter="\t", quote_char=False))
 
 
-def _read_jsonl(path: Path, encoding: str) -> pa.Table:
+def _read_jsonl(path: Path, encoding: str, headerless: bool) -> pa.Table:
     import pyarrow.json as pajson
     return pajson.read_json(_utf8_buffer(path, encoding), read_options=pajson.ReadOptions(block_size=_BLOCK))
 
 
-_TABULAR: dict[str, tuple[str, Callable[[Path, str], pa.Table]]] = {
+_TABULAR: dict[str, tuple[str, Callable[[Path, str, bool], pa.Table]]] = {
     ".parquet": ("parquet", _read_parquet), ".csv": ("CSV", _read_csv), ".tsv": ("TSV", _read_tsv),
     ".jsonl": ("JSON Lines", _read_jsonl), ".json": ("JSON Lines", _read_jsonl)}
 
 
-def read_table(path: Path, encoding: str) -> pa.Table:
-    """A tabular file, read by its suffix; a damaged one is a TextclsError."""
+def read_table(path: Path, encoding: str, columns: Optional[list[str]] = None) -> pa.Table:
+    """A tabular file, read by its suffix; a damaged one is a TextclsError. `columns` names the columns of a CSV or
+    TSV file without a header row (the classic AG News, DBpedia and Yelp files)."""
     kind, read = _TABULAR[path.suffix]
+    if columns is not None and kind not in ("CSV", "TSV"):
+        raise TextclsError(f"--columns names the columns of CSV/TSV files without a header row, but {str(path)!r} "
+                           f"is {kind}, whose columns have names; leave --columns out")
     with reading(path):
         try:
-            return read(path, encoding)
+            table = read(path, encoding, columns is not None)
         except (pa.ArrowException, OSError) as e:
             if isinstance(e, OSError) and e.errno:  # the file cannot be opened (permission...): `reading` says so
                 raise
@@ -141,6 +151,12 @@ def read_table(path: Path, encoding: str) -> pa.Table:
                                    f"as a string, or every label as a number)") from None
             raise TextclsError(f"cannot read {str(path)!r} as {kind}: {e}; the file is damaged, truncated or not "
                                f"{kind}: check it or copy it again") from None
+    if columns is None:
+        return table
+    if table.num_columns != len(columns):
+        raise TextclsError(f"{str(path)!r} has {table.num_columns} columns but --columns names {len(columns)}: "
+                           f"{','.join(columns)}; name every column of the file, in order")
+    return table.rename_columns(columns)
 
 
 def _file_fingerprint(paths: list[Path]) -> str:
@@ -153,11 +169,11 @@ def _file_fingerprint(paths: list[Path]) -> str:
 
 # ------------------------------------------------------------------------------------------- folders
 
-def _read_folder(path: Path, encoding: str) -> dict[str, RawSplit]:
+def _read_folder(path: Path, encoding: str, columns: Optional[list[str]]) -> dict[str, RawSplit]:
     entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
     tabular = [p for p in entries if p.is_file() and p.suffix in _TABULAR]
     if tabular:
-        return _read_split_files(tabular, encoding)
+        return _read_split_files(tabular, encoding, columns)
     subdirs = [d for d in entries if d.is_dir()]
     for root in [path] + (subdirs if len(subdirs) == 1 else []):  # aclImdb/, or the folder that holds just it
         if _is_tree(root):
@@ -177,14 +193,14 @@ def _split_of(name: str, where: str) -> str:
     return split
 
 
-def _read_split_files(files: list[Path], encoding: str) -> dict[str, RawSplit]:
+def _read_split_files(files: list[Path], encoding: str, columns: Optional[list[str]]) -> dict[str, RawSplit]:
     """SPLIT.EXT files, or shards SPLIT-00000-of-00002.EXT as the hub stores them, concatenated in name order."""
     by_split: dict[str, list[Path]] = {}
     for p in files:
         by_split.setdefault(_split_of(p.stem.split("-")[0], str(p)), []).append(p)
     out = {}
     for split, paths in by_split.items():
-        tables = [read_table(p, encoding) for p in paths]
+        tables = [read_table(p, encoding, columns) for p in paths]
         try:
             table = pa.concat_tables(tables)
         except pa.ArrowInvalid as e:

@@ -33,13 +33,18 @@ TEXT_COLUMNS = ("text", "sentence", "review", "content", "document")
 LABEL_COLUMNS = ("label", "labels")
 MUST_BE_LABELLED = ("train", "validation")  # test may be unlabelled as a whole (GLUE), not in part
 # Settings that shape the rows of a split before any sampling (sampling updates datasets' fingerprint itself).
-CONTENT_SETTINGS = ("text_column", "text_pair_column", "label_column", "label_names", "drop_empty", "encoding")
+CONTENT_SETTINGS = ("columns", "text_column", "text_separator", "text_pair_column", "label_column", "label_names",
+                    "drop_empty", "encoding")
 
 
 class Columns(NamedTuple):
-    text: str
+    text: tuple[str, ...]  # one column, or several joined by separator (a title and a body)
     pair: Optional[str]
     label: str
+    separator: str  # between the texts of several columns
+
+    def describe_text(self) -> str:
+        return " + ".join(map(repr, self.text))
 
 
 def load_data(cfg: DataConfig) -> "DatasetDict":
@@ -49,7 +54,7 @@ def load_data(cfg: DataConfig) -> "DatasetDict":
 
     if not cfg.data:
         raise TextclsError("no data given: pass --data SPEC (a folder or file, or a hub name such as 'imdb')")
-    raw = read_source(cfg.data, cfg.encoding)
+    raw = read_source(cfg.data, cfg.encoding, cfg.columns)
     if "train" not in raw:
         raise TextclsError(f"{cfg.data!r} has no train split (it has: {', '.join(raw)}); name the training file "
                            f"train.EXT (or the folder train/)")
@@ -116,7 +121,7 @@ def _pick_columns(cfg: DataConfig, train: RawSplit) -> Columns:
         if value is None:
             raise TextclsError(f"{train.origin} has none of the usual columns {', '.join(usual)}; its columns are: "
                                f"{', '.join(have)}; name the one to use with {flag}")
-    return Columns(text, pair, label)
+    return Columns(tuple(c.strip() for c in text.split(",")), pair, label, cfg.text_separator)
 
 
 def _missing_column(name: str, flag: str, r: RawSplit) -> TextclsError:
@@ -127,16 +132,19 @@ def _missing_column(name: str, flag: str, r: RawSplit) -> TextclsError:
 def _standard_columns(r: RawSplit, split: str, columns: Columns) -> pa.Table:
     """text, [text_pair,] label (the source's values; null where the split has no label column), then the rest."""
     table, n = r.table, r.table.num_rows
-    for name, flag in ((columns.text, "--text-column"), (columns.pair, "--text-pair-column")):
+    for name, flag in [(c, "--text-column") for c in columns.text] + [(columns.pair, "--text-pair-column")]:
         if name is not None and name not in table.column_names:
             raise _missing_column(name, flag, r)
     if columns.label not in table.column_names and split in MUST_BE_LABELLED:
         raise _missing_column(columns.label, "--label-column", r)
-    out = {"text": table[columns.text].cast(pa.string())}
+    texts = [table[c].cast(pa.string()) for c in columns.text]
+    # A part that is missing on a row is left out, not a reason to lose the row's other parts.
+    out = {"text": texts[0] if len(texts) == 1 else
+           pc.binary_join_element_wise(*texts, columns.separator, null_handling="skip")}
     if columns.pair is not None:
         out["text_pair"] = table[columns.pair].cast(pa.string())
     out["label"] = table[columns.label] if columns.label in table.column_names else pa.nulls(n)
-    chosen = set(columns)
+    chosen = {*columns.text, columns.pair, columns.label}
     replaced = [c for c in out if c in table.column_names and c not in chosen]
     if replaced:
         log.info("%s: dropped the source's own column(s) %s, replaced by the chosen ones", r.origin, replaced)
@@ -178,8 +186,8 @@ def _check_texts(table: pa.Table, origin: str, split: str, columns: Columns, dro
     n_empty = pc.sum(empty).as_py()
     if n_empty and not drop_empty:
         raise TextclsError(f"{n_empty} of {table.num_rows} rows of {origin} have an empty or missing text in column "
-                           f"{columns.text!r} (first: row index {_first(empty)}); fill them in or drop them with "
-                           f"--drop-empty")
+                           f"{columns.describe_text()} (first: row index {_first(empty)}); fill them in or drop them "
+                           f"with --drop-empty")
     if n_empty:
         log.info("dropped %d rows with an empty text from %s (--drop-empty)", n_empty, split)
         table = table.filter(pc.invert(empty))
