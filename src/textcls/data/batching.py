@@ -48,8 +48,14 @@ class Collator:
     def for_model(cls, cfg: TokenizeConfig, tokenizer: "PreTrainedTokenizerFast", model: torch.nn.Module) -> "Collator":
         """The collator of a model's batches, in training and inference alike: padding as `cfg` says, rounded up to
         the multiple that the model's attention mechanism needs."""
+        return cls.for_attention(cfg, tokenizer, model.encoder.attention)
+
+    @classmethod
+    def for_attention(cls, cfg: TokenizeConfig, tokenizer: "PreTrainedTokenizerFast", attention) -> "Collator":
+        """As for_model, from the attention mechanism (its class or a module) alone: for a model that is not a torch
+        module (an ONNX export)."""
         collator = cls.from_config(cfg, tokenizer)
-        collator.pad_to_multiple_of = model.encoder.attention.seq_multiple_of
+        collator.pad_to_multiple_of = attention.seq_multiple_of
         return collator
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:

@@ -78,20 +78,19 @@ WORDPIECE_BASE = "minilm-l6"  # its normalizer, pre-tokenizer, special tokens an
 LIMIT_ALPHABET = 1000  # characters kept as the initial alphabet (tokenizers' BertWordPieceTokenizer default)
 
 
-def tokenizer_for_run(tokenize: TokenizeConfig, model: ModelConfig, texts: Sequence["Dataset"]
+def tokenizer_for_run(tokenize: TokenizeConfig, model: ModelConfig, texts: dict[str, "Dataset"]
                       ) -> "PreTrainedTokenizerFast":
     """The run's tokenizer: --tokenizer or the model's own, or, for `wordpiece:N`, an uncased WordPiece vocabulary
-    of N tokens trained on the `texts` datasets' text (and text_pair) columns — reused from the cache when the same
-    texts and N trained one before."""
+    of N tokens trained on the text (and text_pair) columns of the `texts` splits — reused from the cache when the
+    same texts and N trained one before."""
     name = default_tokenizer_name(tokenize, model)
     size = wordpiece_size(name)
     if size is None:
         return load_tokenizer(name)
-    cache = Path(tokenize.cache_dir).expanduser() if tokenize.cache_dir else default_cache_dir()
-    return train_wordpiece(texts, size, cache / "tokenizers")
+    return train_wordpiece(texts, size, cache_root(tokenize) / "tokenizers")
 
 
-def train_wordpiece(texts: Sequence["Dataset"], size: int, cache: Path) -> "PreTrainedTokenizerFast":
+def train_wordpiece(texts: dict[str, "Dataset"], size: int, cache: Path) -> "PreTrainedTokenizerFast":
     """An uncased WordPiece tokenizer of `size` tokens learnt from `texts` (tokenizers' WordPieceTrainer, through
     transformers' train_new_from_iterator on the bert-* tokenizer: the same normalization, pre-tokenization and
     special tokens, [PAD] = 0), cached in `cache` under a fingerprint of the texts, the size and the libraries."""
@@ -100,20 +99,20 @@ def train_wordpiece(texts: Sequence["Dataset"], size: int, cache: Path) -> "PreT
 
     from textcls.io import atomic_dir
 
-    columns = [[c for c in ("text", "text_pair") if c in ds.column_names] for ds in texts]
+    columns = [input_columns(ds, split) for split, ds in texts.items()]
     key = hashlib.sha256(json.dumps([size, LIMIT_ALPHABET, WORDPIECE_BASE, tokenizers.__version__,
-                                     [content_hash(ds, cols) for ds, cols in zip(texts, columns)]]).encode()
+                                     [content_hash(ds, cols) for ds, cols in zip(texts.values(), columns)]]).encode()
                          ).hexdigest()[:16]
     folder = cache / f"wordpiece-{size}-{key}"
     if (folder / "tokenizer.json").is_file():
         log.info("tokenizer: the WordPiece vocabulary of %d tokens learnt before from these texts (%s)", size, folder)
         return AutoTokenizer.from_pretrained(folder)
     base = load_tokenizer(WORDPIECE_BASE)
-    rows = sum(len(ds) for ds in texts)
+    rows = sum(len(ds) for ds in texts.values())
     log.info("tokenizer: learning a WordPiece vocabulary of %d tokens from %d texts", size, rows)
 
     def batches() -> Iterator[list[str]]:
-        for ds, cols in zip(texts, columns):
+        for ds, cols in zip(texts.values(), columns):
             for start in range(0, len(ds), 1000):
                 for c in cols:
                     yield ds[c][start:start + 1000]
@@ -303,6 +302,11 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textcls"
 
 
+def cache_root(cfg: TokenizeConfig) -> Path:
+    """--cache-dir, or the default cache: the folder a run's caches live under (tokenized/, tokenizers/, teacher/)."""
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
+
+
 def content_hash(ds: "Dataset", columns: Sequence[str]) -> str:
     """A digest of the values of `columns` (after any row selection), read straight from the Arrow buffers:
     IMDB's 50k reviews hash in about a tenth of a second. The rows are first gathered into one chunk per column
@@ -321,7 +325,8 @@ def content_hash(ds: "Dataset", columns: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def _input_columns(ds: "Dataset", split: str) -> list[str]:
+def input_columns(ds: "Dataset", split: str) -> list[str]:
+    """The text columns of a standard split (load_data's): text, and text_pair for pairs."""
     if "text" not in ds.column_names:
         raise TextclsError(f"split {split!r} has no 'text' column to tokenize; its columns are: "
                            f"{', '.join(ds.column_names)}")
@@ -381,7 +386,7 @@ def _tokenize_split(split: str, ds: "Dataset", encoder: ExampleEncoder, cfg: Tok
                "num_wordpieces": Value("int32")}
     if "label" in ds.column_names:  # kept as it is (a ClassLabel keeps its names)
         columns = {"label": ds.features["label"], **columns}
-    inputs = _input_columns(ds, split)
+    inputs = input_columns(ds, split)
     if encoder.truncation == "chunks":  # rows become windows: the map makes every column, doc_id too
         mapping = dict(function=_DocumentWindows(encoder), with_indices=True, remove_columns=ds.column_names,
                        features=Features({**columns, "doc_id": Value("int64")}))
@@ -438,12 +443,11 @@ def tokenize_data(dsd: "DatasetDict", tokenizer: "PreTrainedTokenizerFast", cfg:
     loads the Arrow files instead of tokenizing."""
     from datasets import DatasetDict
 
-    cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
-    cache = cache / "tokenized"
+    cache = cache_root(cfg) / "tokenized"
     encoders: dict[bool, tuple[ExampleEncoder, dict]] = {}  # single texts / pairs: the encoder, its settings
     out = {}
     for split, ds in dsd.items():
-        columns = _input_columns(ds, split)
+        columns = input_columns(ds, split)
         pair = "text_pair" in columns
         if pair not in encoders:
             encoder = ExampleEncoder(tokenizer, cfg, pair)

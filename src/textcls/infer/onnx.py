@@ -258,9 +258,7 @@ class OnnxModel(TrainedModel):
         from textcls.data.batching import Collator
         from textcls.model.attention import attention_class
 
-        collator = Collator.from_config(self.tokenize_cfg, self.tokenizer)
-        collator.pad_to_multiple_of = attention_class(self.attention.mechanism)[0].seq_multiple_of
-        return collator
+        return Collator.for_attention(self.tokenize_cfg, self.tokenizer, attention_class(self.attention.mechanism)[0])
 
     def check_data(self, pairs: bool) -> None:
         from textcls.model.attention import attention_class

@@ -58,7 +58,7 @@ def prepare_training_data(cfg: RunConfig) -> PreparedData:
     dsd = load_data(cfg.data)
     # Options that depend on the data (sliding attention's global first segment needs pairs): before tokenizing.
     attention_class(cfg.model.attention)[0].check_data(cfg.attention, pairs="text_pair" in dsd["train"].column_names)
-    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, [dsd[s] for s in ("train", "unsupervised") if s in dsd])
+    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, {s: dsd[s] for s in ("train", "unsupervised") if s in dsd})
     if "unsupervised" in dsd:  # fine-tuning has no use for unlabelled rows: don't tokenize them
         del dsd["unsupervised"]
     return PreparedData(tokenize_data(dsd, tokenizer, cfg.tokenize), tokenizer, label_names(dsd), cfg.tokenize,

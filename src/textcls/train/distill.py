@@ -81,14 +81,13 @@ def _teacher_fingerprint(teacher: "TrainedModel") -> str:
                       sort_keys=True)
 
 
-def teacher_logits(teacher: "TrainedModel", ds: "Dataset", cache: Path, batch_size: int) -> np.ndarray:
-    """(N, C) logits of `teacher` on the texts (and pairs) of `ds`, in row order; from the cache when the same
-    teacher saw the same rows before."""
+def teacher_logits(teacher: "TrainedModel", ds: "Dataset", split: str, cache: Path, batch_size: int) -> np.ndarray:
+    """(N, C) logits of `teacher` on the texts (and pairs) of `ds`, the split `split`, in row order; from the cache
+    when the same teacher saw the same rows before."""
+    from textcls.data.tokenize import content_hash, input_columns
     from textcls.io import atomic_path
 
-    from textcls.data.tokenize import content_hash
-
-    columns = [c for c in ("text", "text_pair") if c in ds.column_names]
+    columns = input_columns(ds, split)
     key = hashlib.sha256(f"{_teacher_fingerprint(teacher)} {content_hash(ds, columns)}".encode()).hexdigest()[:20]
     path = cache / f"teacher-logits-{key}.npy"
     if path.is_file():
@@ -123,7 +122,7 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
     from datasets import DatasetDict, concatenate_datasets
 
     from textcls.data.sources import label_names, load_data
-    from textcls.data.tokenize import default_cache_dir, tokenize_data, tokenizer_for_run
+    from textcls.data.tokenize import cache_root, tokenize_data, tokenizer_for_run
     from textcls.infer.model import load_trained
 
     dc = cfg.distill
@@ -142,11 +141,11 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
     teacher.check_data(pairs="text_pair" in dsd["train"].column_names)
     columns = _teacher_columns(teacher, names, cfg.data.data)
     learn_from = ["train", *[s for s in unlabelled if s != "train"]]
-    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, [dsd[s] for s in learn_from])
+    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, {s: dsd[s] for s in learn_from})
     keep = [s for s in dsd if s in learn_from or s in ("validation", "test")]
     tokenized = tokenize_data(DatasetDict({s: dsd[s] for s in keep}), tokenizer, cfg.tokenize)
-    cache = (Path(cfg.tokenize.cache_dir).expanduser() if cfg.tokenize.cache_dir else default_cache_dir()) / "teacher"
-    logits = {s: teacher_logits(teacher, dsd[s], cache, dc.teacher_batch_size)[:, columns] for s in learn_from}
+    cache = cache_root(cfg.tokenize) / "teacher"
+    logits = {s: teacher_logits(teacher, dsd[s], s, cache, dc.teacher_batch_size)[:, columns] for s in learn_from}
     agree = np.mean(logits["train"].argmax(1) == np.asarray(dsd["train"]["label"]))
     log.info("the teacher agrees with %.2f%% of the training labels; the student learns from %s", 100 * agree,
              ", ".join(f"{s} ({len(dsd[s]):,})" for s in learn_from))

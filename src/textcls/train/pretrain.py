@@ -118,7 +118,7 @@ def prepare_pretraining_data(cfg: RunConfig) -> PretrainingData:
     if evaluates and "validation" not in dsd:
         raise TextclsError(f"{cfg.data.data!r} has no validation split to measure the MLM loss on; set "
                            f"--validation-fraction above 0 to carve one from train, or --eval-strategy no")
-    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, [dsd[s] for s in splits])
+    tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, {s: dsd[s] for s in splits})
     needed = [s for s in dsd if s in splits or (evaluates and s == "validation")]
     tokenized = tokenize_data(DatasetDict({s: dsd[s] for s in needed}), tokenizer, cfg.tokenize)
     # Labels are not needed, nor which document a window of a chunked text comes from.
