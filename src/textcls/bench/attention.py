@@ -8,8 +8,12 @@ memory or time kills only that child and becomes a row that says so. The time is
 (gradients, optimizer state, activations; CUDA: the allocator's peak; CPU: the peak resident set size, VmHWM, reset
 before the first step).
 
-References, in the same run and on the same batches: transformers' LongformerForSequenceClassification (the same
-dimensions and window; `transformers-longformer`) and BertForSequenceClassification (`transformers-bert`).
+References, in the same run and on the same batches, each with the same dimensions and the options of the textcls
+mechanism it stands beside: transformers' LongformerForSequenceClassification (`--sliding-window`;
+`transformers-longformer`), BertForSequenceClassification (`transformers-bert`), BigBirdForSequenceClassification
+(block_sparse, `--bigbird-block`, `--bigbird-random`; `transformers-bigbird`) and ReformerForSequenceClassification
+(every layer LSH, `--lsh-buckets`, `--lsh-rounds`, `--lsh-chunk`, learned positions instead of axial ones;
+`transformers-reformer`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-REFERENCES = ("transformers-longformer", "transformers-bert")
+REFERENCES = ("transformers-longformer", "transformers-bert",
+              "transformers-bigbird", "transformers-reformer")
+# The textcls options each reference takes (a reference gets the value given for its textcls twin, else this
+# default, which matches the issue's reference settings).
+REFERENCE_OPTIONS = {"transformers-longformer": {"sliding_window": 256}, "transformers-bert": {},
+                     "transformers-bigbird": {"bigbird_block": 64, "bigbird_random": 3},
+                     "transformers-reformer": {"lsh_buckets": 64, "lsh_rounds": 1, "lsh_chunk": 64}}
 ROW_KEYS = ("attention", "length", "batch_size", "step_seconds", "peak_memory_mb")
 
 
@@ -70,24 +80,40 @@ def _reference_model(case: Case):
     """transformers' own model with the preset's dimensions (dropout as textcls's defaults: hidden 0.1, attention
     0.0), and the inputs it takes beyond ids and labels."""
     import torch
-    from transformers import (BertConfig, BertForSequenceClassification, LongformerConfig,
-                              LongformerForSequenceClassification)
+    import transformers as tf
 
     from textcls.model.presets import PRESETS
 
     dims = PRESETS[case.model].config
+    o = REFERENCE_OPTIONS[case.attention] | case.options
     common = dict(vocab_size=dims.vocab_size, hidden_size=dims.hidden_size, num_hidden_layers=dims.num_layers,
-                  num_attention_heads=dims.num_heads, intermediate_size=dims.intermediate_size,
-                  hidden_dropout_prob=dims.hidden_dropout, attention_probs_dropout_prob=0.0, num_labels=2)
+                  num_attention_heads=dims.num_heads, hidden_dropout_prob=dims.hidden_dropout, num_labels=2)
+    bert_like = dict(common, intermediate_size=dims.intermediate_size, attention_probs_dropout_prob=0.0)
     if case.attention == "transformers-bert":
-        model = BertForSequenceClassification(BertConfig(max_position_embeddings=max(512, case.length), **common))
-        return model, dims.vocab_size, {}
-    window = case.options.get("sliding_window", 256)
-    cfg = LongformerConfig(attention_window=[window] * dims.num_layers, max_position_embeddings=case.length + 2,
-                           pad_token_id=1, **common)  # RoBERTa positions start after the padding id
+        cfg = tf.BertConfig(max_position_embeddings=max(512, case.length), **bert_like)
+        return tf.BertForSequenceClassification(cfg), dims.vocab_size, {}
+    if case.attention == "transformers-bigbird":
+        # Below (5 + 2r) blocks transformers' BigBird switches itself to full attention (with a warning).
+        cfg = tf.BigBirdConfig(attention_type="block_sparse", block_size=o["bigbird_block"],
+                               num_random_blocks=o["bigbird_random"], max_position_embeddings=max(512, case.length),
+                               **bert_like)
+        return tf.BigBirdForSequenceClassification(cfg), dims.vocab_size, {}
+    if case.attention == "transformers-reformer":
+        # Every layer LSH (Reformer alternates local and LSH layers by default); learned positions, since axial
+        # ones fix the length; Reformer's reversible layers are part of what it is, so they stay.
+        cfg = tf.ReformerConfig(attn_layers=["lsh"] * dims.num_layers, attention_head_size=dims.hidden_size //
+                                dims.num_heads, feed_forward_size=dims.intermediate_size, hidden_act="gelu",
+                                num_buckets=o["lsh_buckets"], num_hashes=o["lsh_rounds"],
+                                lsh_attn_chunk_length=o["lsh_chunk"], lsh_attention_probs_dropout_prob=0.0,
+                                axial_pos_embds=False, max_position_embeddings=max(512, case.length), is_decoder=False,
+                                **common)
+        return tf.ReformerForSequenceClassification(cfg), dims.vocab_size, {}
+    window = o["sliding_window"]
+    cfg = tf.LongformerConfig(attention_window=[window] * dims.num_layers, max_position_embeddings=case.length + 2,
+                              pad_token_id=1, **bert_like)  # RoBERTa positions start after the padding id
     global_mask = torch.zeros(case.batch_size, case.length, dtype=torch.long)
     global_mask[:, 0] = 1  # [CLS], as textcls's sliding attention
-    return LongformerForSequenceClassification(cfg), dims.vocab_size, {"global_attention_mask": global_mask}
+    return tf.LongformerForSequenceClassification(cfg), dims.vocab_size, {"global_attention_mask": global_mask}
 
 
 def _memory_mb() -> tuple[float, float]:
@@ -164,8 +190,8 @@ def bench_attention(lengths: list[int], attentions: list[str], batch_size: int, 
                     options: Optional[dict] = None, reference: bool = False, repeats: int = 5, warmup: int = 2,
                     device: str = "cpu", timeout: float = 900, rounds: int = 1, progress=None) -> list[dict]:
     """One row per (mechanism, length), references after textcls's own mechanisms when asked. `options` are the
-    mechanisms' options by name (sliding_window, ...): each mechanism takes its own; the references take the
-    sliding window. With `rounds` > 1 every case is measured that many times, round-robin, and keeps its fastest
+    mechanisms' options by name (sliding_window, ...): each mechanism, and each reference, takes its own
+    (REFERENCE_OPTIONS). With `rounds` > 1 every case is measured that many times, round-robin, and keeps its fastest
     row: on a shared machine, a slow moment then hits one round of one case, not one mechanism's whole column."""
     from textcls.config import attention_option_classes
 
@@ -173,7 +199,7 @@ def bench_attention(lengths: list[int], attentions: list[str], batch_size: int, 
     owned = {name: {f.name for f in dataclasses.fields(cls)} for name, cls in attention_option_classes().items()}
     names = list(attentions) + (list(REFERENCES) if reference else [])
     cases = [Case(name, length, batch_size, model,
-                  {k: v for k, v in options.items() if k in owned.get(name, {"sliding_window"})},
+                  {k: v for k, v in options.items() if k in owned.get(name, REFERENCE_OPTIONS.get(name, {}))},
                   repeats, warmup, device)
              for length in lengths for name in names]
     best: dict[int, dict] = {}

@@ -34,8 +34,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=2, help="sequences per step (default: 2)")
     p.add_argument("--model", default="bert-tiny", help="a preset whose dimensions are used (default: bert-tiny)")
     p.add_argument("--reference", action="store_true",
-                   help="also transformers' LongformerForSequenceClassification (same dimensions, window "
-                        "--sliding-window) and BertForSequenceClassification, on the same batches")
+                   help="also transformers' models of the same dimensions, on the same batches: Longformer "
+                        "(--sliding-window), BERT, BigBird (block_sparse, --bigbird-block, --bigbird-random) and "
+                        "Reformer (LSH layers, --lsh-buckets, --lsh-rounds, --lsh-chunk)")
     p.add_argument("--repeats", type=int, default=5, help="timed steps; the best counts (default: 5)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
     p.add_argument("--rounds", type=int, default=1, help="measure every case this many times, round-robin, and "
