@@ -250,6 +250,10 @@ class TrainConfig(Section):
     learning_rate: float = opt(1e-4, "peak learning rate of AdamW", metavar="LR", group="optimization", ge=0)
     weight_decay: float = opt(0.01, "AdamW weight decay (never applied to biases and LayerNorm weights)",
                               metavar="X", group="optimization", ge=0)
+    class_weights: Optional[str] = opt(None, "weight of each class in the training loss: balanced (rows / (classes "
+                                             "x the class's rows), scikit-learn's rule), or a JSON file mapping "
+                                             "each label name to its weight", metavar="balanced|FILE",
+                                       group="optimization")
     adam_beta1: float = opt(0.9, "AdamW beta1", metavar="X", group="optimization", ge=0, lt=1)
     adam_beta2: float = opt(0.999, "AdamW beta2", metavar="X", group="optimization", ge=0, lt=1)
     adam_epsilon: float = opt(1e-8, "AdamW epsilon", metavar="X", group="optimization", ge=0)
@@ -349,8 +353,9 @@ class BaselineConfig(Section):
 
 
 # Training settings that pretraining fixes (its one metric is the MLM loss, and it evaluates nothing at the end:
-# no test, no baseline), and classifier settings that mean nothing to a masked LM: `textcls pretrain` has no flags for them.
-PRETRAIN_FIXED = {"metric_for_best": "loss", "eval_splits": [], "baseline": None}
+# no test, no baseline, no class weights), and classifier settings that mean nothing to a masked LM: `textcls
+# pretrain` has no flags for them.
+PRETRAIN_FIXED = {"metric_for_best": "loss", "eval_splits": [], "baseline": None, "class_weights": None}
 CLASSIFIER_ONLY = ("pooling", "reinit_head")
 
 # The sections of a RunConfig, in the order they are read (the attention options depend on model.attention).

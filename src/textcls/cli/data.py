@@ -64,4 +64,5 @@ def _human(r: dict) -> str:
     for e in r["examples"]:
         texts = " | ".join(e[c] for c in ("text", "text_pair") if c in e)
         out.append(f"{e['split']}[{e['row']}] {e['label']}: {' '.join(texts.split())}")
+    out += [""] + [f"warning: {w}" for w in r["warnings"]] if r["warnings"] else []
     return "\n".join(out)

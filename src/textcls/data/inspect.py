@@ -41,7 +41,25 @@ def inspect_data(dsd: "DatasetDict", tokenizer: Optional["PreTrainedTokenizerFas
         splits[split] = stats
     return {"labels": names, "pair": "text_pair" in next(iter(dsd.values())).column_names,
             "max_length": max_length if tokenizer is not None else None, "splits": splits,
-            "examples": examples(dsd, names)}
+            "examples": examples(dsd, names), "warnings": imbalance_warnings(splits)}
+
+
+IMBALANCE = 0.05  # a class under this share of the largest one is worth a warning
+
+
+def imbalance_warnings(splits: dict) -> list[str]:
+    """A warning for each split whose smallest class has under IMBALANCE of the largest class's rows."""
+    out = []
+    for split, stats in splits.items():
+        counts = {n: c["count"] for n, c in stats["labels"].items()}
+        if len(counts) < 2 or not any(counts.values()):
+            continue
+        small, large = min(counts, key=counts.get), max(counts, key=counts.get)
+        if counts[small] < IMBALANCE * counts[large]:
+            out.append(f"{split}: class {small} has {counts[small]:,} rows, under {IMBALANCE:.0%} of the "
+                       f"{counts[large]:,} of class {large}; accuracy hides how it fares: read the per-class figures "
+                       f"of `textcls evaluate`, and consider training with --class-weights balanced")
+    return out
 
 
 def _chars(table: pa.Table) -> np.ndarray:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from textcls.config import RunConfig, TokenizeConfig
+from textcls.errors import TextclsError
 from textcls.data.batching import Collator, make_dataloader
 from textcls.data.sources import label_names, load_data
 from textcls.data.tokenize import tokenize_data, tokenizer_for_run
@@ -33,6 +34,25 @@ class PreparedData:
         """Splits with a label on every row (validation and test usually; not unsupervised)."""
         return [s for s, ds in self.tokenized.items()
                 if s != "train" and "label" in ds.column_names and len(ds) and min(ds["label"]) >= 0]
+
+    def class_weights(self, spec: str) -> list[float]:
+        """The weight of each class in the training loss for --class-weights `spec`: "balanced" gives each class
+        rows / (classes * its rows) of the training split (scikit-learn's rule: every class then weighs as much in
+        total), a JSON file gives {label name: weight}."""
+        if spec == "balanced":
+            import numpy as np
+
+            train = self.tokenized["train"].with_format("arrow")
+            labels = train["label"].to_numpy()
+            if "doc_id" in train.column_names:  # chunks: count documents, not windows
+                labels = labels[np.unique(train["doc_id"].to_numpy(), return_index=True)[1]]
+            counts = np.bincount(labels[labels >= 0], minlength=len(self.label_names))
+            empty = [n for n, c in zip(self.label_names, counts) if c == 0]
+            if empty:
+                raise TextclsError(f"--class-weights balanced: no training rows of {', '.join(empty)}, so no weight "
+                                   f"can balance them; give the weights in a file")
+            return [float(counts.sum() / (len(counts) * c)) for c in counts]
+        return read_class_weights(spec, self.label_names)
 
     def train_loader(self, batch_size: int, seed: int, group_by_length: bool, collator) -> "DataLoader":
         """Shuffled (and length-grouped) training batches of `batch_size` examples, in an order fixed by (seed, epoch).
@@ -63,3 +83,26 @@ def prepare_training_data(cfg: RunConfig) -> PreparedData:
         del dsd["unsupervised"]
     return PreparedData(tokenize_data(dsd, tokenizer, cfg.tokenize), tokenizer, label_names(dsd), cfg.tokenize,
                         num_workers=cfg.train.num_workers)
+
+
+def read_class_weights(path: str, label_names: list[str]) -> list[float]:
+    """Weights in label order from a JSON file {label name: weight}: every label once, each weight above 0."""
+    from pathlib import Path
+
+    from textcls.model.hf import read_json
+
+    weights = read_json(Path(path))
+    if not isinstance(weights, dict):
+        raise TextclsError(f"--class-weights {path}: expected a JSON object mapping label names to weights, e.g. "
+                           f"{{{', '.join(f'{n!r}: 1.0' for n in label_names)}}}".replace("'", '"'))
+    unknown, missing = set(weights) - set(label_names), [n for n in label_names if n not in weights]
+    if unknown or missing:
+        raise TextclsError(f"--class-weights {path}: " + "; ".join(
+            part for part in (f"unknown labels {', '.join(sorted(unknown))}" if unknown else "",
+                              f"no weight for {', '.join(missing)}" if missing else "") if part)
+            + f" (the labels are {', '.join(label_names)})")
+    bad = {n: w for n, w in weights.items() if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0}
+    if bad:
+        raise TextclsError(f"--class-weights {path}: weights must be numbers above 0, got "
+                           f"{', '.join(f'{n}: {w!r}' for n, w in bad.items())}")
+    return [float(weights[n]) for n in label_names]

@@ -37,9 +37,11 @@ log = logging.getLogger("textcls")
 
 
 def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
-                      alpha: float) -> torch.Tensor:
+                      alpha: float, class_weights: Optional[list[float]] = None) -> torch.Tensor:
     """logits, teacher: (B, C); labels: (B,) with -1 for unlabelled rows. The mean over the batch of
-    alpha * CE(logits, label) (labelled rows only) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(logits/T))."""
+    alpha * CE(logits, label) (labelled rows only) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(logits/T)).
+    class_weights (C,): each labelled row's cross-entropy times its class's weight (the teacher's part is not
+    weighted: it carries no label)."""
     T = temperature
     student = F.log_softmax(logits.float() / T, dim=-1)  # (B, C)
     target = F.log_softmax(teacher.float() / T, dim=-1)  # (B, C)
@@ -47,7 +49,8 @@ def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch
     labelled = labels >= 0  # (B,)
     if alpha == 0 or not labelled.any():
         return (1 - alpha) * soft
-    hard = F.cross_entropy(logits.float()[labelled], labels[labelled], reduction="sum") / len(labels)
+    weight = None if class_weights is None else logits.new_tensor(class_weights, dtype=torch.float32)
+    hard = F.cross_entropy(logits.float()[labelled], labels[labelled], weight=weight, reduction="sum") / len(labels)
     return alpha * hard + (1 - alpha) * soft
 
 
@@ -173,7 +176,8 @@ class DistillTrainer(Trainer):
         teacher = batch.pop("teacher_logits")  # (B, C)
         labels = batch.pop("labels")  # (B,), -1 for unlabelled rows
         logits = self.model(**batch).logits  # (B, C)
-        return distillation_loss(logits, teacher, labels, self.cfg.distill.temperature, self.cfg.distill.alpha)
+        return distillation_loss(logits, teacher, labels, self.cfg.distill.temperature, self.cfg.distill.alpha,
+                                 self.class_weights)
 
 
 def distill(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import torch
+import torch.nn.functional as F
 
 from textcls.config import RunConfig, TrainConfig, wordpiece_size
 from textcls.data.tokenize import default_tokenizer_name
@@ -211,6 +212,7 @@ class Trainer:
             tok, arch = self.data.tokenizer, self.model_source.config
             pad = arch.pad_token_id if tok.pad_token_id is None else tok.pad_token_id
             self.model_source = self.model_source.with_vocabulary(len(tok), pad)
+        self.class_weights = self._class_weights()
         seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
         model, self.load_report = self.build_model()
         if tc.compile:
@@ -301,9 +303,24 @@ class Trainer:
             "no checkpoint was saved yet (start again; --save-steps N saves every N steps)"
         return Interrupted(f"interrupted at step {self.state.step} of {self.total_steps}; {saved}")
 
+    def _class_weights(self) -> Optional[list[float]]:
+        """--class-weights resolved against the training split, logged (the config keeps the spec; the summary the
+        values)."""
+        if self.tc.class_weights is None:
+            return None
+        weights = self.data.class_weights(self.tc.class_weights)
+        log.info("class weights (--class-weights %s): %s", self.tc.class_weights,
+                 ", ".join(f"{n} {w:.3g}" for n, w in zip(self.data.label_names, weights)))
+        return weights
+
     def loss(self, batch: dict) -> torch.Tensor:
-        """The training objective on one batch: the model's own loss (a recipe may define another)."""
-        return self.model(**batch).loss
+        """The training objective on one batch: the model's own loss, or with --class-weights the cross-entropy
+        with each class weighted (a mean over the batch's weights, as torch's weighted cross_entropy)."""
+        if self.class_weights is None:
+            return self.model(**batch).loss
+        labels = batch.pop("labels")  # (B,)
+        logits = self.model(**batch).logits.float()  # (B, C)
+        return F.cross_entropy(logits, labels, weight=logits.new_tensor(self.class_weights))
 
     def train_batch(self, batch: dict) -> Optional[torch.Tensor]:
         """Forward and backward on one batch; at the end of an accumulation, clip and step the optimizer and the
@@ -468,6 +485,7 @@ class Trainer:
                    "train_examples_per_s": round(st.examples / st.train_seconds, 2) if st.train_seconds else None,
                    "best_validation": {tc.metric_for_best: st.best_metric, "step": st.best_step}, "weights": weights,
                    "initial_weights": self.load_report.to_dict(), "model_dir": str(self.run_dir / rundir.MODEL),
+                   "class_weights": self.class_weights and dict(zip(self.data.label_names, self.class_weights)),
                    "final": {s: {k: m[k] for k in self.logged_metrics} for s, m in results.items()},
                    "metrics": results}
         if acc.is_main_process and tc.baseline and results:
