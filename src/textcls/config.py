@@ -177,12 +177,24 @@ def wordpiece_size(name: Optional[str]) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+# --tokenizer bytes: UTF-8 bytes as tokens, built in (data/tokenize.py byte_tokenizer); nothing to learn or download.
+BYTES_SPEC = "bytes"
+
+
+def own_vocabulary(name: Optional[str]) -> bool:
+    """Whether a tokenizer spec names a vocabulary of textcls's own (wordpiece:N, bytes) rather than a checkpoint's:
+    with --init random the embedding is sized to it."""
+    return name == BYTES_SPEC or wordpiece_size(name) is not None
+
+
 @dataclass
 class TokenizeConfig(Section):
     section: ClassVar[str] = "tokenize"
     tokenizer: Optional[str] = opt(None, "fast tokenizer: a model preset, a local folder or a hub id (default: the "
                                          "model's own); wordpiece:N learns an uncased WordPiece vocabulary of N tokens "
-                                         "from the training (and unlabelled) texts, for --init random", metavar="T")
+                                         "from the training (and unlabelled) texts, for --init random; bytes: one "
+                                         "token per UTF-8 byte (256 + 5 special tokens, cased, no normalisation)",
+                                   metavar="T")
     max_length: int = opt(512, "maximum tokens per example, special tokens included", ge=1)
     truncation: str = opt("head", "which wordpieces a long text keeps; chunks: all of them, in overlapping windows "
                                   "of --max-length that each train with the text's label and whose logits are "

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence
 
-from textcls.config import ModelConfig, TokenizeConfig, wordpiece_size
+from textcls.config import BYTES_SPEC, ModelConfig, TokenizeConfig, wordpiece_size
 from textcls.errors import TextclsError
 
 if TYPE_CHECKING:
@@ -45,11 +45,14 @@ def has_tokenizer(folder: str | os.PathLike) -> bool:
 
 
 def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
-    """A fast tokenizer from a preset (minilm-l6 is installed; bert-* come from the hub), a local folder or a hub id."""
+    """A fast tokenizer from a preset (minilm-l6 is installed; bert-* come from the hub), a local folder or a hub id;
+    `bytes` is built in (byte_tokenizer)."""
     from transformers import AutoTokenizer
 
     from textcls.hub import resolve
 
+    if name == BYTES_SPEC:
+        return byte_tokenizer()
     if wordpiece_size(name) is not None:
         raise TextclsError(f"--tokenizer {name} is a vocabulary that training learns from a run's data (textcls train "
                            f"--tokenizer {name}); to look at it, give the run's model folder: --tokenizer RUN/model")
@@ -72,6 +75,70 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerFast":
                            f"needs a fast one (a folder with tokenizer.json)")
     return tokenizer
 
+
+# --tokenizer bytes: the UTF-8 bytes of a text, one token each.
+BYTE_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0 to 4; byte b is id len(BYTE_SPECIALS) + b
+BYTE_VOCAB_SIZE = len(BYTE_SPECIALS) + 256
+
+
+def byte_symbols() -> list[str]:
+    """The symbol of each byte value 0..255 in tokenizers' ByteLevel alphabet (GPT-2's bytes_to_unicode: printable
+    Latin-1 characters stand for themselves, every other byte for a character from U+0100 on, space is "Ġ")."""
+    from tokenizers import pre_tokenizers
+
+    kept = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = iter(range(256, 512))
+    symbols = [chr(b) if b in kept else chr(next(others)) for b in range(256)]
+    assert sorted(symbols) == sorted(pre_tokenizers.ByteLevel.alphabet()), "tokenizers changed its byte alphabet"
+    return symbols
+
+
+def byte_tokenizer() -> "PreTrainedTokenizerFast":
+    """`--tokenizer bytes`: every UTF-8 byte of a text is one token, as in the Long Range Arena's byte-level text
+    task (Tay et al. 2021); cased, no normalisation, nothing learnt.
+
+    Ids: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4, then byte b = 5 + b (5 to 260): 261 tokens. [UNK] never
+    occurs (every byte has its id); it is there for the libraries that expect one. "café" is c a f 0xC3 0xA9:
+    ids 104 102 107 200 174. Special tokens go as BERT's: [CLS] a [SEP], and [CLS] a [SEP] b [SEP] with token
+    type 1 on b and its [SEP]. Text that spells a special token ("[SEP]") is bytes like any other
+    (split_special_tokens).
+
+    A tokenizers.Tokenizer, saved as tokenizer.json with the model so that transformers reloads it: the ByteLevel
+    pre-tokenizer (GPT-2's word split, no prefix space) maps each byte to its symbol, and a BPE model without merges
+    over the 256 symbols gives each symbol its id — exactly one id per byte; the ByteLevel decoder turns the ids
+    back into the text."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(BYTE_SPECIALS)}
+    vocab.update((symbol, len(BYTE_SPECIALS) + b) for b, symbol in enumerate(byte_symbols()))
+    backend = Tokenizer(models.BPE(vocab, merges=[], unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    backend.decoder = decoders.ByteLevel()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in BYTE_SPECIALS])
+    backend.encode_special_tokens = True  # not saved in tokenizer.json: split_special_tokens below is
+    return PreTrainedTokenizerFast(tokenizer_object=backend, name_or_path=BYTES_SPEC, pad_token="[PAD]",
+                                   unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   split_special_tokens=True, clean_up_tokenization_spaces=False,
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+def holds_byte_tokenizer(folder: Optional[str | os.PathLike]) -> bool:
+    """Whether a model folder's tokenizer.json has byte_tokenizer's vocabulary: a model trained on bytes (textcls
+    pretrain or train with --tokenizer bytes), whose embedding rows are bytes already."""
+    from tokenizers import Tokenizer
+
+    path = Path(folder) / "tokenizer.json" if folder is not None else None
+    if path is None or not path.is_file():
+        return False
+    try:
+        vocab = Tokenizer.from_file(str(path)).get_vocab()
+    except Exception:  # a file that tokenizers cannot read is not the byte tokenizer
+        return False
+    return vocab == byte_tokenizer().backend_tokenizer.get_vocab()
 
 # --tokenizer wordpiece:N: a vocabulary learnt from the run's texts.
 WORDPIECE_BASE = "minilm-l6"  # its normalizer, pre-tokenizer, special tokens and template: uncased BERT's
@@ -133,6 +200,8 @@ def _private_backend(tokenizer: "PreTrainedTokenizerFast") -> "Tokenizer":
     from tokenizers import Tokenizer
 
     backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    # Whether text that spells a special token is text (--tokenizer bytes): not part of tokenizer.json.
+    backend.encode_special_tokens = tokenizer.backend_tokenizer.encode_special_tokens
     backend.no_truncation()
     backend.no_padding()
     return backend
@@ -272,6 +341,8 @@ class ExampleEncoder:
         digest = hashlib.blake2b(self.backend.to_str().encode(), digest_size=16).hexdigest()
         out = {"tokenizer": digest, "budget": self.budget, "template": self.template, "pair": self.pair,
                "truncation": self.truncation}
+        if self.backend.encode_special_tokens:
+            out["split_special_tokens"] = True
         if self.truncation == "head+tail":
             out["head_tokens"] = self.head_tokens
         if self.truncation == "chunks":

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 import torch.nn.functional as F
 
-from textcls.config import RunConfig, TrainConfig, wordpiece_size
+from textcls.config import BYTES_SPEC, RunConfig, TrainConfig, own_vocabulary, wordpiece_size
 from textcls.data.tokenize import default_tokenizer_name
 from textcls.device import make_accelerator, no_gpu
 from textcls.errors import Interrupted, TextclsError
@@ -160,7 +160,27 @@ class Trainer:
                                f"know (their embeddings belong to their own); add --init random, or leave out "
                                f"--tokenizer")
         self.model_source = find_model(mc.model, mc.init)
+        if tokenizer == BYTES_SPEC and mc.init == "pretrained":
+            self._check_bytes_on_pretrained()
         encoder_config(mc, self.model_source, self.cfg.tokenize.max_length, self.cfg.attention)
+
+    def _check_bytes_on_pretrained(self) -> None:
+        """--tokenizer bytes with pretrained weights: byte ids 0 to 260 index the first rows of the checkpoint's
+        word embedding as they are, so it needs that many rows; what those rows meant is lost (warned), unless the
+        model was trained on bytes already (textcls pretrain --tokenizer bytes)."""
+        from textcls.data.tokenize import BYTE_VOCAB_SIZE, holds_byte_tokenizer
+
+        rows, name = self.model_source.config.vocab_size, self.cfg.model.model
+        if rows < BYTE_VOCAB_SIZE:
+            raise TextclsError(f"--tokenizer bytes needs {BYTE_VOCAB_SIZE} rows of word embedding (5 special tokens "
+                               f"and 256 bytes), and the pretrained model {name!r} has {rows}; add --init random to "
+                               f"train one sized to the bytes, or leave out --tokenizer")
+        if holds_byte_tokenizer(self.model_source.folder):
+            return
+        log.warning("--tokenizer bytes with --init pretrained: byte ids 0-%d reuse rows 0-%d of the word embedding of "
+                    "%r, which were trained for other tokens; only the layers above them carry over what was "
+                    "pretrained (--init random trains an embedding of the bytes alone)", BYTE_VOCAB_SIZE - 1,
+                    BYTE_VOCAB_SIZE - 1, name)
 
     def make_eval_loaders(self, batch_size: int, collator) -> dict:
         """Loaders of the labelled splits that are evaluated: validation (during training) and --eval-splits."""
@@ -207,8 +227,10 @@ class Trainer:
         acc = self.accelerator = make_accelerator(tc, self.run_dir)
         with acc.main_process_first():  # the main process tokenizes; the others then find the cache
             self.data = self.prepare_data()
-        if wordpiece_size(default_tokenizer_name(self.cfg.tokenize, self.cfg.model)) is not None:
-            # A learnt vocabulary (random weights only, check_model made sure): an embedding row per token of it.
+        if own_vocabulary(default_tokenizer_name(self.cfg.tokenize, self.cfg.model)) and \
+                self.cfg.model.init == "random":
+            # A vocabulary of textcls's own (wordpiece:N: random weights only, check_model made sure; bytes) on
+            # random weights: an embedding row per token of it.
             tok, arch = self.data.tokenizer, self.model_source.config
             pad = arch.pad_token_id if tok.pad_token_id is None else tok.pad_token_id
             self.model_source = self.model_source.with_vocabulary(len(tok), pad)
