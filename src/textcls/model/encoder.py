@@ -135,6 +135,7 @@ class Encoder(nn.Module):
         self.config = cfg
         self.embeddings = Embeddings(cfg)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        type(self.blocks[0].attn).tie_layers([block.attn for block in self.blocks])  # weights shared by layers
 
     @property
     def attention(self):

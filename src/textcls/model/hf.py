@@ -119,6 +119,7 @@ def hf_names(model: nn.Module) -> dict[str, list[str]]:
         names[f"encoder.embeddings.{ours}.weight"] = [f"bert.embeddings.{theirs}.weight"]
     for p in wb:
         names[f"encoder.embeddings.ln.{p}"] = [f"bert.embeddings.LayerNorm.{p}"]
+    tied: set[int] = set()  # mechanism parameters already named
     for i in range(len(model.encoder.blocks)):
         ours, theirs = f"encoder.blocks.{i}.", f"bert.encoder.layer.{i}."
         for p in wb:
@@ -129,8 +130,10 @@ def hf_names(model: nn.Module) -> dict[str, list[str]]:
             names[f"{ours}mlp_out.{p}"] = [f"{theirs}output.dense.{p}"]
             names[f"{ours}mlp_ln.{p}"] = [f"{theirs}output.LayerNorm.{p}"]
         mechanism = model.encoder.blocks[i].attn
-        for p, _ in mechanism.named_parameters():  # the mechanism's own weights (e.g. Linformer's projections)
-            names[_OURS_MECHANISM.format(i=i) + p] = [_MECHANISM.format(i=i) + p]
+        for p, tensor in mechanism.named_parameters():  # the mechanism's own weights (e.g. Linformer's projections)
+            if id(tensor) not in tied:  # one shared by layers (Linformer's layerwise sharing): under its first layer
+                tied.add(id(tensor))
+                names[_OURS_MECHANISM.format(i=i) + p] = [_MECHANISM.format(i=i) + p]
     heads = {"pooler": "bert.pooler.dense", "classifier": "classifier", "transform": "cls.predictions.transform.dense",
              "transform_ln": "cls.predictions.transform.LayerNorm"}
     for ours, theirs in heads.items():

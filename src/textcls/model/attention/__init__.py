@@ -21,7 +21,7 @@ import dataclasses
 import importlib
 import pkgutil
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -88,6 +88,12 @@ class Attention(nn.Module):
     def check_data(cls, options: AttentionOptions, pairs: bool) -> None:
         """Raise a TextclsError when these options cannot work on this data (single texts or pairs), once the data
         is known: in training, evaluation and prediction."""
+
+    @classmethod
+    def tie_layers(cls, mechanisms: Sequence["Attention"]) -> None:
+        """Share weights across layers (e.g. Linformer's layerwise projection): called by the encoder once its
+        layers are built, with every layer's mechanism; set the same nn.Parameter on each. The default shares
+        nothing."""
 
     @classmethod
     def full_limit(cls, seq_len: int) -> Optional[dict]:
