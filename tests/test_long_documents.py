@@ -219,7 +219,7 @@ def test_mean_by_document():
 # ------------------------------------------------------------------------------------------- bad input
 
 @pytest.mark.parametrize("flags, message", [
-    (["--linformer-k", "8"], "textcls: error: unrecognized arguments: --linformer-k 8 (see `textcls --help`)"),
+    (["--sliding-size", "8"], "textcls: error: unrecognized arguments: --sliding-size 8 (see `textcls --help`)"),
     (["--sliding-window", "64"], "--sliding-window (attention.sliding_window) is an option of attention 'sliding', "
                                  "but the attention is 'full'; add --attention sliding"),
     (["--attention", "sliding", "--sliding-window", "7"], "--sliding-window 7 must be even"),
@@ -229,7 +229,8 @@ def test_mean_by_document():
     (["--truncation", "chunks", "--stride", "64"], "--stride 64 must be below --max-length 64"),
     (["--truncation", "chunks", "--stride", "63"], "--stride 63 does not fit: with --max-length 64 a window of a "
                                                    "text holds 62 wordpieces"),
-    (["--attention", "nosuch"], "unknown attention 'nosuch'; registered mechanisms: full, sliding"),
+    (["--attention", "nosuch"], "unknown attention 'nosuch'; registered mechanisms: bigbird, full, linformer, lsh, "
+                                "sliding"),
 ])
 def test_bad_long_document_settings(flags, message, train_argv, cli, tmp_path, capsys):
     from textcls.cli import main

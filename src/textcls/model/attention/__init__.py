@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import pkgutil
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -100,6 +101,18 @@ class Attention(nn.Module):
         """Options under which this mechanism must equal full attention on sequences of `seq_len` tokens (e.g. a
         window at least as long as the sequence), or None if it has no such limit. The tests use it."""
         return None
+
+    @classmethod
+    def dense_reference(cls, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        key_padding_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """What this mechanism computes in its `full_limit`, materialised, (B, nh, T, hs) -> (B, nh, T, hs): by
+        default full attention, softmax(q kᵀ / √hs) v over the real keys (key_padding_mask: (B, T) bool, True = real).
+        A mechanism whose limit is another attention (Reformer's shared query-key one) overrides it. The tests use
+        it."""
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, nh, T, T)
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        return scores.softmax(dim=-1) @ v
 
 
 _REGISTRY: dict[str, tuple[type[Attention], type[AttentionOptions]]] = {}
