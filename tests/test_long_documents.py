@@ -13,6 +13,7 @@ import torch
 
 from textcls.config import ModelConfig, RunConfig, TokenizeConfig
 from textcls.errors import TextclsError
+from textcls.model.attention import attention_names
 
 
 # ------------------------------------------------------------------------------------------- sliding in real models
@@ -253,3 +254,25 @@ def test_an_option_of_another_mechanism_in_a_config_file(tmp_path):
     path.write_text("attention:\n  window: 128\n")
     with pytest.raises(TextclsError, match="unknown config key 'attention.window'"):
         RunConfig.load(path)
+
+
+@pytest.mark.parametrize("name", attention_names())
+def test_minilm_runs_with_every_mechanism_after_extend_positions(name, minilm_path, long_reviews):
+    """all-MiniLM-L6-v2 (pretrained) with each mechanism and --extend-positions to 768 positions: the positions are
+    extended, and two real reviews of 768 tokens (one padded after 600) give finite logits, the padded one what it
+    gives alone (1e-4: the same arithmetic on another batch shape)."""
+    from textcls.data.tokenize import load_tokenizer
+    from textcls.model import build_classifier
+
+    tok = load_tokenizer("minilm-l6")
+    batch = tok(long_reviews[:2], truncation=True, max_length=768, padding="max_length", return_tensors="pt")
+    batch["attention_mask"][1, 600:] = 0
+    torch.manual_seed(0)
+    model, report = build_classifier(ModelConfig(model="minilm-l6", attention=name, extend_positions=True),
+                                     ["neg", "pos"], 768)
+    assert report.extended_positions == (512, 768)
+    with torch.no_grad():
+        logits = model.eval()(**batch).logits  # (2, 2)
+        alone = model(**{k: v[1:, :600] for k, v in batch.items()}).logits  # (1, 2)
+    assert torch.isfinite(logits).all()
+    assert torch.allclose(logits[1:], alone, atol=1e-4, rtol=0)

@@ -34,12 +34,13 @@ def attention_list(args: argparse.Namespace) -> int:
     from textcls.model import describe_attention
 
     def human(rows: list[dict]) -> str:
-        return table([(r["name"], "yes" if r["exact"] else "no", "yes" if r["supports_padding_mask"] else "no",
-                       "yes" if r["global_tokens"] else "no", r["seq_multiple_of"],
+        yes = {True: "yes", False: "no"}
+        return table([(r["name"], yes[r["exact"]], yes[r["supports_padding_mask"]], yes[r["global_tokens"]],
+                       yes[r["shared_qk"]], r["seq_multiple_of"],
                        " ".join(f"{o['flag']} {o['default']}" for o in r["options"]) or "-", r["description"])
                       for r in rows],
-                     ["name", "exact", "padding mask", "global tokens", "length multiple of", "options (default)",
-                      "description"])
+                     ["name", "exact", "padding mask", "global tokens", "shared qk", "length multiple of",
+                      "options (default)", "description"])
 
     emit(describe_attention(), args.json, human)
     return 0
