@@ -143,8 +143,12 @@ def test_unlabelled_train_rows(tmp_path, imdb_rows):
 
 
 def test_fractional_labels(tmp_path, imdb_rows):
-    with pytest.raises(TextclsError, match=r"label column 'label' of .* holds fractions \(e.g. 0.5\)"):
-        load(csv(tmp_path / "train.csv", imdb_rows.assign(label=imdb_rows.label * 0.5)))
+    # Fractions are a regression target (tests/test_problem_types.py), unless --problem single-label says otherwise.
+    path = csv(tmp_path / "train.csv", imdb_rows.assign(label=imdb_rows.label * 0.5))
+    assert load(path)["train"].features["label"].dtype == "float32"
+    with pytest.raises(TextclsError, match=r"label column 'label' of .* holds fractions \(e.g. 0.5\).*--problem "
+                                           r"regression"):
+        load(path, problem="single-label")
 
 
 def test_label_names_that_do_not_cover_the_labels(tmp_path, imdb_rows):

@@ -1,6 +1,7 @@
 """`textcls baseline`: what a linear model on word n-grams scores on the same data, the bar a transformer must clear.
 
-Two methods, both scikit-learn on hashed n-gram counts:
+Two methods, both scikit-learn on hashed n-gram counts (for regression data, tfidf-lr fits ridge regression on the
+TF-IDF features; for multi-label data, one logistic regression per label; nbsvm is single-label only):
 - tfidf-lr: TF-IDF (sublinear tf, idf from train) + logistic regression.
 - nbsvm: Wang & Manning's (2012) NBSVM: binary n-gram features scaled by their naive Bayes log-count ratio, then a
   linear SVM; one such classifier per class against the rest when there are more than two. Their interpolation
@@ -133,10 +134,63 @@ class NBSVM:
         return np.concatenate([np.zeros_like(scores), scores], axis=1) if len(self.classes) == 2 else scores
 
 
+class TfidfRidge(TfidfLogisticRegression):
+    """Regression: the same TF-IDF weighting + ridge regression (L2, alpha = 1 / C)."""
+
+    def fit(self, x: "sp.csr_matrix", y: np.ndarray) -> "TfidfRidge":
+        from sklearn.linear_model import Ridge
+
+        self.model = Ridge(alpha=1.0 / self.c).fit(self.tfidf.fit_transform(x), y)
+        self.classes = np.zeros(1, dtype=np.int64)  # one output
+        return self
+
+    def logits(self, x: "sp.csr_matrix") -> np.ndarray:
+        """(N, 1) predicted values."""
+        return self.model.predict(self.tfidf.transform(x)).reshape(-1, 1)
+
+
+class TfidfMultiLabel(TfidfLogisticRegression):
+    """Multi-label: the same TF-IDF weighting + one L2 logistic regression per label (binary relevance)."""
+
+    def fit(self, x: "sp.csr_matrix", y: np.ndarray) -> "TfidfMultiLabel":
+        import warnings
+
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.multiclass import OneVsRestClassifier
+
+        self.model = OneVsRestClassifier(LogisticRegression(C=self.c, solver="liblinear", dual=True, max_iter=1000))
+        with warnings.catch_warnings():  # a label that train never (or always) has: a constant prediction, said
+            warnings.simplefilter("ignore", UserWarning)
+            self.model.fit(self.tfidf.fit_transform(x), y)
+        self.classes = np.arange(y.shape[1])
+        return self
+
+    def logits(self, x: "sp.csr_matrix") -> np.ndarray:
+        """(N, L) log-odds of each label: their sigmoid is the label's probability."""
+        p = np.clip(self.model.predict_proba(self.tfidf.transform(x)), 1e-7, 1 - 1e-7)
+        return np.log(p) - np.log1p(-p)
+
+
 METHODS = {"tfidf-lr": TfidfLogisticRegression, "nbsvm": NBSVM}
+# Other problem types: TF-IDF + ridge regression, TF-IDF + one logistic regression per label; NBSVM classifies.
+PROBLEM_METHODS = {"regression": {"tfidf-lr": TfidfRidge}, "multi-label": {"tfidf-lr": TfidfMultiLabel}}
 
 
-def _labels(ds: "Dataset", split: str, data: str) -> np.ndarray:
+def _labels(ds: "Dataset", split: str, data: str, num_labels: int = 0) -> np.ndarray:
+    """(N,) class ids, (N,) regression targets, or (N, num_labels) 0/1 rows of a multi-label split."""
+    from textcls.data.sources import is_labelled, problem_type
+
+    problem = problem_type(ds)
+    if problem != "single-label":
+        if not is_labelled(ds):
+            raise TextclsError(f"split {split!r} of {data!r} has rows without a label; the baseline needs a label on "
+                               f"every row of train and of the splits it is measured on")
+        if problem == "regression":
+            return np.asarray(ds.with_format("numpy")["label"][:], dtype=np.float32)
+        hot = np.zeros((len(ds), num_labels), dtype=np.float32)
+        for i, ids in enumerate(ds.with_format("arrow")["label"].to_pylist()):
+            hot[i, ids] = 1.0
+        return hot
     labels = np.asarray(ds.with_format("numpy")["label"][:])
     if len(labels) == 0 or (labels < 0).any():
         raise TextclsError(f"split {split!r} of {data!r} has rows without a label; the baseline needs a label on "
@@ -151,27 +205,36 @@ def run_baseline(data_cfg: DataConfig, cfg: BaselineConfig, splits: list[str]) -
     {split: metrics}}."""
     import torch
 
-    from textcls.data.sources import label_names, load_data
-    from textcls.metrics import classification_metrics
+    from textcls.data.sources import label_names, load_data, problem_type
+    from textcls.metrics import classification_metrics, problem_metrics
 
     dsd = load_data(data_cfg)
     missing = [s for s in splits if s not in dsd]
     if missing:
         raise TextclsError(f"{data_cfg.data!r} has no split {', '.join(map(repr, missing))}; it has: {', '.join(dsd)}")
-    names = label_names(dsd)
+    names, problem = label_names(dsd), problem_type(dsd)
+    methods = PROBLEM_METHODS.get(problem, METHODS)
+    if cfg.method not in methods:
+        what = "TF-IDF + ridge regression" if problem == "regression" else "TF-IDF + a logistic regression per label"
+        raise TextclsError(f"--method {cfg.method} is single-label only; the baseline of {problem} data is "
+                           f"--method {', '.join(methods)} ({what})")
     wanted = {s: dsd[s] for s in dict.fromkeys(["train", *splits])}
-    labels = {s: _labels(ds, s, data_cfg.data) for s, ds in wanted.items()}
+    labels = {s: _labels(ds, s, data_cfg.data, len(names)) for s, ds in wanted.items()}
     c = cfg.c if cfg.c is not None else DEFAULT_C[cfg.method]
 
     start = time.perf_counter()
     features = featurize(wanted, cfg.ngrams)
     featurized = time.perf_counter()
-    model = METHODS[cfg.method](c).fit(features["train"], labels["train"])
+    model = methods[cfg.method](c).fit(features["train"], labels["train"])
     fit_seconds = time.perf_counter() - start
     log.info("baseline %s (C=%g, 1-%d-grams): featurized %d texts in %.1f s, fit in %.1f s", cfg.method, c,
              cfg.ngrams, sum(len(ds) for ds in wanted.values()), featurized - start, fit_seconds - featurized + start)
     metrics = {}
     for split in splits:
+        if problem != "single-label":
+            logits = torch.from_numpy(model.logits(features[split])).float()
+            metrics[split] = problem_metrics(problem, logits, torch.from_numpy(labels[split]), names)
+            continue
         # A label that train lacks is never predicted: its column stays far below the others.
         logits = torch.full((len(labels[split]), len(names)), -1e4)
         logits[:, torch.from_numpy(model.classes)] = torch.from_numpy(model.logits(features[split])).float()

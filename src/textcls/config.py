@@ -144,6 +144,20 @@ class DataConfig(Section):
     label_column: Optional[str] = opt(None, "column with the label (default: 'label')")
     label_names: Optional[list[str]] = opt(None, "names for integer labels 0..N-1, e.g. --label-names neg pos "
                                                  "(default: the labels as they are)")
+    problem: Optional[str] = opt(None, "what a label is: one class (single-label), a set of classes (multi-label: "
+                                       "lists, --label-separator or --label-columns) or a number (regression); "
+                                       "default: inferred from the label column (lists: multi-label, fractions: "
+                                       "regression, else single-label)",
+                                 choices=("single-label", "multi-label", "regression"))
+    label_separator: Optional[str] = opt(None, "multi-label: the labels of a row are one string joined by SEP, e.g. "
+                                               "--label-separator , for '2,17'", metavar="SEP")
+    label_columns: Optional[list[str]] = opt(None, "multi-label: one 0/1 column per label, e.g. --label-columns toxic "
+                                                   "obscene insult (the column names are the label names)")
+    num_labels: Optional[int] = opt(None, "outputs of the model: 1 is a regression (transformers' rule); for "
+                                          "classification it must be the number of labels (default: from the data)",
+                                    ge=1)
+    allow_empty_labels: bool = opt(False, "multi-label: a row may have no label at all (an empty list or string, "
+                                          "all label columns 0); default: such a row is an error")
     validation_fraction: float = opt(0.1, "share of train carved out (stratified) as validation when the source has "
                                           "none", ge=0, lt=1)
     test_fraction: float = opt(0.2, "share of train carved out (stratified) as test when the source has none",
@@ -165,6 +179,27 @@ class DataConfig(Section):
                                f"{self.test_fraction} leave nothing of train; their sum must be below 1")
         if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
             raise TextclsError(f"--label-names {' '.join(self.label_names)} repeats a name; give each label one name")
+        if self.label_columns is not None:  # `--label-columns a,b` and `--label-columns a b` alike
+            self.label_columns = [n.strip() for value in self.label_columns for n in value.split(",") if n.strip()]
+            if len(set(self.label_columns)) != len(self.label_columns) or len(self.label_columns) < 2:
+                raise TextclsError(f"--label-columns must name two or more columns, each once, got: "
+                                   f"{','.join(self.label_columns)}")
+        multi = [f for f, v in (("--label-separator", self.label_separator), ("--label-columns", self.label_columns))
+                 if v is not None]
+        if len(multi) == 2 or (multi and self.label_column is not None and self.label_columns is not None):
+            raise TextclsError("give the labels of a multi-label dataset one way: --label-separator (with "
+                               "--label-column) or --label-columns")
+        if multi and self.problem not in (None, "multi-label"):
+            raise TextclsError(f"{multi[0]} gives several labels per row, which is --problem multi-label, not "
+                               f"--problem {self.problem}")
+        if self.num_labels is not None and (self.num_labels == 1) != (self.problem in (None, "regression")) \
+                and (self.num_labels == 1 or self.problem == "regression"):
+            raise TextclsError(f"--num-labels {self.num_labels} does not go with --problem {self.problem}: a "
+                               f"regression has one output, a classifier two or more")
+        if self.num_labels == 1 and multi:
+            raise TextclsError(f"--num-labels 1 is a regression, but {multi[0]} gives several labels per row")
+        if self.label_separator == "":
+            raise TextclsError("--label-separator must not be empty")
 
 
 # --tokenizer wordpiece:N: a vocabulary of N tokens that training learns from the run's texts (data/tokenize.py).
@@ -284,8 +319,15 @@ class TrainConfig(Section):
                                     group="evaluation and checkpoints", ge=1)
     eval_batch_size: Optional[int] = opt(None, "examples per evaluation batch on each process (default: 2 x "
                                                "--batch-size)", metavar="N", group="evaluation and checkpoints", ge=1)
-    metric_for_best: str = opt("accuracy", "validation metric that picks the best checkpoint",
-                               choices=("accuracy", "macro_f1", "loss"), group="evaluation and checkpoints")
+    metric_for_best: str = opt("accuracy", "validation metric that picks the best checkpoint; multi-label: "
+                                           "micro_f1, macro_f1 or loss (accuracy, the default, means micro_f1); "
+                                           "regression: pearson, spearman, mse or loss (accuracy means pearson)",
+                               choices=("accuracy", "macro_f1", "loss", "micro_f1", "pearson", "spearman", "mse"),
+                               group="evaluation and checkpoints")
+    threshold: Optional[float] = opt(None, "multi-label: a label is predicted when its probability is above this "
+                                           "(default: tuned per label on validation, the threshold of its best F1; "
+                                           "0.5 without validation); saved with the model",
+                                     metavar="X", group="evaluation and checkpoints", gt=0, lt=1)
     load_best_at_end: bool = opt(True, "export the best checkpoint's weights rather than the last ones",
                                  group="evaluation and checkpoints")
     early_stopping_patience: Optional[int] = opt(None, "stop after this many evaluations without improvement",

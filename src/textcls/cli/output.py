@@ -38,10 +38,21 @@ def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 def describe_metrics(m: dict) -> str:
     """evaluate's metrics of one split (`textcls.metrics.classification_metrics` + "split") for a person."""
-    names = list(m["per_class"])
     speed = f", {m['examples_per_s']:.0f} examples/s" if m.get("examples_per_s") else ""
     speed += f" ({m['precision']})" if m.get("precision") else ""
     loss = f"   loss {m['loss']:.4f}" if m["loss"] is not None else ""
+    if "pearson" in m:  # regression
+        return "\n".join([f"{m['split']}: {m['examples']} examples{speed}",
+                          f"pearson {m['pearson']:.4f}   spearman {m['spearman']:.4f}   mse {m['mse']:.4f}"])
+    if "micro_f1" in m:  # multi-label
+        lines = [f"{m['split']}: {m['examples']} examples{speed}",
+                 f"micro-F1 {m['micro_f1']:.4f}   macro-F1 {m['macro_f1']:.4f}   exact match "
+                 f"{m['exact_match']:.4f}{loss}", ""]
+        lines.append(table([[n, f"{c['threshold']:.3f}", f"{c['precision']:.4f}", f"{c['recall']:.4f}",
+                             f"{c['f1']:.4f}", c["support"]] for n, c in m["per_class"].items()],
+                           ["label", "threshold", "precision", "recall", "f1", "support"]))
+        return "\n".join(lines)
+    names = list(m["per_class"])
     lines = [f"{m['split']}: {m['examples']} examples{speed}",
              f"accuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}{loss}", ""]
     lines.append(table([[n, f"{c['precision']:.4f}", f"{c['recall']:.4f}", f"{c['f1']:.4f}", c["support"]]

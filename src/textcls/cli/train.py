@@ -81,6 +81,7 @@ def register(sub) -> None:
     add_json_flag(p)
     add_arguments(p, "data")
     _add_inference_arguments(p, "tokenizer", "cache_dir")
+    add_arguments(p, "train", only=("threshold",))
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="label and probabilities for new texts",
@@ -102,6 +103,7 @@ def register(sub) -> None:
     add_json_flag(p)
     add_arguments(p, "data", only=("text_column", "text_pair_column", "encoding"))
     _add_inference_arguments(p, "tokenizer")
+    add_arguments(p, "train", only=("threshold",))
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("sweep", help="one training run per combination of settings, compared side by side",
@@ -202,10 +204,17 @@ def _describe_summary(s: dict) -> str:
     lines = [f"run: {s['run_dir']}  ({s['steps']} steps, {s['train_seconds']:.0f} s of training)",
              f"model: {s['model_dir']}"]
     for split, m in s["final"].items():
+        if "accuracy" not in m:  # multi-label, regression: their logged metrics, the loss last
+            lines.append(f"{split} " + "  ".join(f"{k}: {m[k]:.4f}" for k in [*list(m)[1:], "loss"]))
+            continue
         lines.append(f"{split} accuracy: {m['accuracy']:.4f}  macro-F1: {m['macro_f1']:.4f}  loss: {m['loss']:.4f}")
     if "baseline" in s:
         b = s["baseline"]
         for split, m in b["metrics"].items():
+            if "accuracy" not in m:  # multi-label, regression
+                lines.append(f"{split} {b['method']} baseline: " + "  ".join(
+                    f"{k}: {m[k]:.4f}" for k in s["final"][split]) + f"  (fit in {b['fit_seconds']:.0f} s)")
+                continue
             lines.append(f"{split} accuracy of the {b['method']} baseline: {m['accuracy']:.4f}  macro-F1: "
                          f"{m['macro_f1']:.4f}  ({m['accuracy'] - s['final'][split]['accuracy']:+.4f} against the "
                          f"model; fit in {b['fit_seconds']:.0f} s)")
@@ -240,7 +249,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_model(model, cfg.data, split=args.split, batch_size=cfg.train.batch_size,
                             tokenizer=getattr(args, "tokenizer", None), cache_dir=cfg.tokenize.cache_dir,
                             attention=attention, attention_overrides=overrides,
-                            precision=cfg.train.mixed_precision)
+                            precision=cfg.train.mixed_precision, threshold=getattr(args, "threshold", None))
     if speaks:
         emit(result, args.json, describe_metrics)
     return 0
@@ -263,7 +272,7 @@ def _predict(args: argparse.Namespace) -> int:
     attention, overrides = attention_from_args(args)
     common = dict(output=output, batch_size=cfg.train.batch_size, tokenizer=cfg.tokenize.tokenizer,
                   attention=attention, attention_overrides=overrides, precision=cfg.train.mixed_precision,
-                  backend=args.backend)
+                  backend=args.backend, threshold=cfg.train.threshold)
     if args.input:
         rows = predict_files(Path(args.model_dir), Path(args.input), text_column=columns[0],
                              text_pair_column=columns[1], encoding=cfg.data.encoding, **common)
@@ -281,12 +290,16 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _describe_predictions(rows: list[dict]) -> str:
-    names = list(rows[0]["probabilities"]) if rows else []
-
     def shown(r: dict) -> str:
         text = " ".join(r["text"].split()) + (" || " + " ".join(r["text_pair"].split()) if "text_pair" in r else "")
         return text if len(text) <= 60 else text[:57] + "..."
 
+    if rows and "score" in rows[0]:  # regression
+        return table([[f"{r['score']:.4f}", shown(r)] for r in rows], ["score", "text"])
+    if rows and "labels" in rows[0]:  # multi-label: the labels above their thresholds, with their probabilities
+        return table([[", ".join(f"{n} {p:.4f}" for n, p in r["labels"].items()) or "-", shown(r)] for r in rows],
+                     ["labels (probability)", "text"])
+    names = list(rows[0]["probabilities"]) if rows else []
     return table([[r["label"], *(f"{r['probabilities'][n]:.4f}" for n in names), shown(r)] for r in rows],
                  ["label", *(f"p({n})" for n in names), "text"])
 

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 class Collator:
     """Rows with input_ids / token_type_ids (and label) → {"input_ids", "token_type_ids", "attention_mask",
     "labels"} as (B, T) / (B,) long tensors. T is the longest row of the batch (`padding="dynamic"`) or
-    `max_length` (`padding="max_length"`), rounded up to `pad_to_multiple_of` (tensor cores like multiples of 8)."""
+    `max_length` (`padding="max_length"`), rounded up to `pad_to_multiple_of` (tensor cores like multiples of 8).
+    Regression labels (floats) are (B,) float32; multi-label ones (lists of label ids) (B, num_labels) float32 0/1."""
+
+    num_labels: Optional[int] = None  # the width of multi-label targets (the model's outputs)
 
     def __init__(self, pad_token_id: int, padding: str = "dynamic", max_length: Optional[int] = None,
                  pad_to_multiple_of: Optional[int] = None):
@@ -48,7 +51,9 @@ class Collator:
     def for_model(cls, cfg: TokenizeConfig, tokenizer: "PreTrainedTokenizerFast", model: torch.nn.Module) -> "Collator":
         """The collator of a model's batches, in training and inference alike: padding as `cfg` says, rounded up to
         the multiple that the model's attention mechanism needs."""
-        return cls.for_attention(cfg, tokenizer, model.encoder.attention)
+        collator = cls.for_attention(cfg, tokenizer, model.encoder.attention)
+        collator.num_labels = getattr(model, "num_labels", None)
+        return collator
 
     @classmethod
     def for_attention(cls, cfg: TokenizeConfig, tokenizer: "PreTrainedTokenizerFast", attention) -> "Collator":
@@ -73,11 +78,24 @@ class Collator:
         attention_mask = np.arange(T)[None, :] < np.array(lengths)[:, None]  # (B, T): 1 = real token
         batch = {"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(token_type_ids),
                  "attention_mask": torch.from_numpy(attention_mask.astype(np.int64))}
-        if "label" in rows[0]:
-            batch["labels"] = torch.tensor([row["label"] for row in rows], dtype=torch.long)  # (B,)
+        # A regression's or multi-label row without a label holds None: such a batch has no labels.
+        if "label" in rows[0] and all(row["label"] is not None for row in rows):
+            batch["labels"] = self.labels([row["label"] for row in rows])
         if "doc_id" in rows[0]:  # windows of chunked documents: which document each row is a window of
             batch["doc_ids"] = torch.tensor([row["doc_id"] for row in rows], dtype=torch.long)  # (B,)
         return batch
+
+    def labels(self, labels: list) -> torch.Tensor:
+        """(B,) long class ids, (B,) float32 regression targets, or (B, num_labels) float32 multi-hot rows."""
+        if isinstance(labels[0], float):
+            return torch.tensor(labels, dtype=torch.float32)  # (B,)
+        if not isinstance(labels[0], list):
+            return torch.tensor(labels, dtype=torch.long)  # (B,)
+        width = self.num_labels if self.num_labels is not None else 1 + max((max(r) for r in labels if r), default=0)
+        out = torch.zeros(len(labels), width)  # (B, L)
+        for i, ids in enumerate(labels):
+            out[i, ids] = 1.0
+        return out
 
 
 class ShuffledBatchSampler:

@@ -106,17 +106,22 @@ def check_output(path: Path) -> None:
 
 def write_predictions(rows: list[dict], path: Path, label_names: list[str]) -> None:
     """.jsonl: one object per row; .csv/.tsv: text, [text_pair,] label, p_<label>...; .txt: one label per line.
-    Written beside and renamed, so a failure leaves no half file."""
+    A multi-label model's rows have `labels` (joined by commas in .csv/.tsv/.txt) and a regression's `score` (no
+    probabilities) in place of the label. Written beside and renamed, so a failure leaves no half file."""
     check_output(path)
+    key = "labels" if rows and "labels" in rows[0] else "score" if rows and "score" in rows[0] else "label"
+    shown = {"labels": lambda r: ",".join(r["labels"]), "score": lambda r: repr(r["score"]),
+             "label": lambda r: r["label"]}[key]
+    probabilities = label_names if rows and "probabilities" in rows[0] else []
     if path.suffix == ".jsonl":
         text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     elif path.suffix == ".txt":
-        text = "".join(r["label"] + "\n" for r in rows)
+        text = "".join(shown(r) + "\n" for r in rows)
     else:
         pair = ["text_pair"] if rows and "text_pair" in rows[0] else []
-        table = [["text", *pair, "label", *(f"p_{n}" for n in label_names)]]
-        table += [[r["text"], *(r[c] for c in pair), r["label"],
-                   *(f"{r['probabilities'][n]:.6f}" for n in label_names)] for r in rows]
+        table = [["text", *pair, key, *(f"p_{n}" for n in probabilities)]]
+        table += [[r["text"], *(r[c] for c in pair), shown(r),
+                   *(f"{r['probabilities'][n]:.6f}" for n in probabilities)] for r in rows]
         text = _tsv(table) if path.suffix == ".tsv" else _csv(table)
     atomic_write_text(path, text)
 

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from textcls.data.sources import label_names
+from textcls.data.sources import label_names, problem_type
 
 if TYPE_CHECKING:
     from datasets import DatasetDict
@@ -29,12 +29,14 @@ def inspect_data(dsd: "DatasetDict", tokenizer: Optional["PreTrainedTokenizerFas
     splits = {}
     for split, ds in dsd.items():
         table = ds.with_format("arrow")[:]  # the rows as the dataset sees them (after any select)
-        ids = table["label"].to_numpy()
-        counts = np.bincount(ids[ids >= 0], minlength=len(names))
-        stats = {"rows": len(ids),
-                 "labels": {n: {"count": int(c), "share": float(c / len(ids))} for n, c in zip(names, counts)},
-                 "unlabelled": int((ids < 0).sum()),
+        counts, unlabelled = _label_counts(table["label"], len(names), problem_type(dsd))
+        rows = table.num_rows
+        stats = {"rows": rows,
+                 "labels": {n: {"count": int(c), "share": float(c / rows)} for n, c in zip(names, counts)},
+                 "unlabelled": unlabelled,
                  "chars": length_stats(_chars(table))}
+        if problem_type(dsd) == "regression" and rows > unlabelled:
+            stats["target"] = length_stats(table["label"].drop_null().to_numpy())  # mean, median, p90, p99, max
         if tokenizer is not None:
             stats["tokens"] = length_stats(token_lengths(tokenizer, table, f"tokenizing {split}", progress),
                                            max_length)
@@ -42,6 +44,18 @@ def inspect_data(dsd: "DatasetDict", tokenizer: Optional["PreTrainedTokenizerFas
     return {"labels": names, "pair": "text_pair" in next(iter(dsd.values())).column_names,
             "max_length": max_length if tokenizer is not None else None, "splits": splits,
             "examples": examples(dsd, names), "warnings": imbalance_warnings(splits)}
+
+
+def _label_counts(column: pa.ChunkedArray, num_labels: int, problem: str) -> tuple[np.ndarray, int]:
+    """(rows of each label, unlabelled rows): a multi-label row counts for each of its labels; a regression's one
+    'label' counts the rows that have a value."""
+    if problem == "single-label":
+        ids = column.to_numpy()
+        return np.bincount(ids[ids >= 0], minlength=num_labels), int((ids < 0).sum())
+    if problem == "regression":
+        return np.array([len(column) - column.null_count]), column.null_count
+    ids = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.bincount(ids, minlength=num_labels), column.null_count
 
 
 IMBALANCE = 0.05  # a class under this share of the largest one is worth a warning
@@ -101,6 +115,15 @@ def examples(dsd: "DatasetDict", names: list[str], n: int = 2) -> list[dict]:
     """The first row of each of the first `n` labels of the first split (any rows if it has no labels), the text
     cut at EXAMPLE_CHARS."""
     split, ds = next(iter(dsd.items()))
+    if problem_type(dsd) != "single-label":  # the first rows, with their labels (or value)
+        out = []
+        for row, example in enumerate(ds.select(range(min(n, len(ds))))):
+            label = example["label"]
+            shown = label if label is None else round(label, 6) if isinstance(label, float) else \
+                ", ".join(names[i] for i in label)
+            out.append({"split": split, "row": row, "label": shown}
+                       | {c: _cut(example[c]) for c in ("text", "text_pair") if c in example})
+        return out
     ids = ds.with_format("arrow")["label"].to_numpy()
     firsts = {}
     for row, label in enumerate(ids):

@@ -146,7 +146,10 @@ def read_table(path: Path, encoding: str, columns: Optional[list[str]] = None) -
             if mixed:  # JSON Lines whose column holds numbers in some rows and strings in others
                 column, old, new, row = mixed.groups()
                 where = f" (line {int(row) + 1})" if row else ""
-                raise TextclsError(f"column {column.lstrip('/')!r} of {str(path)!r} mixes types: {old} values, then "
+                column, lists = column.lstrip("/"), ""
+                if column.endswith("/[]"):  # the items of a list column (multi-label labels)
+                    column, lists = column[:-3], " in its lists"
+                raise TextclsError(f"column {column!r} of {str(path)!r} mixes types{lists}: {old} values, then "
                                    f"{new} ones{where}; write every value of a column the same way (e.g. every label "
                                    f"as a string, or every label as a number)") from None
             raise TextclsError(f"cannot read {str(path)!r} as {kind}: {e}; the file is damaged, truncated or not "
@@ -317,6 +320,8 @@ def _read_hub(spec: str) -> dict[str, RawSplit]:
             log.warning("ignoring split %r of %s (not train, validation, test or unsupervised)", hub_split, spec)
             continue
         class_names = {c: f.names for c, f in ds.features.items() if isinstance(f, datasets.ClassLabel)}
+        class_names |= {c: f.feature.names for c, f in ds.features.items()  # multi-label: a list of ClassLabel
+                        if isinstance(getattr(f, "feature", None), datasets.ClassLabel)}
         out[split] = RawSplit(ds.data.table, f"{spec} ({hub_split})", ds._fingerprint, class_names)
     return out
 

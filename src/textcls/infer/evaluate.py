@@ -41,33 +41,41 @@ def model_label_ids(data_labels: list[str], model_labels: list[str], data: str) 
 def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", batch_size: int = 64,
                    tokenizer: Optional[str] = None, cache_dir: Optional[str] = None,
                    attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
-                   precision: str = "auto") -> dict:
+                   precision: str = "auto", threshold: Optional[float] = None) -> dict:
     """Accuracy, macro-F1, per-class precision/recall, confusion matrix, loss and examples/s of the model at
     `model_path` (a run directory or a model folder) on `split` of `data_cfg.data`, tokenized as in training
     (with `attention`, another mechanism or other options). Carved splits (validation; test of per-class files) are
     those of training when the data flags are the same. The tokenized split is cached in `cache_dir` (default:
     ~/.cache/textcls): the same rows as training's, so a run's own test split is found there. `precision`: as
     load_trained's (the result says which was used). Under several processes (an initialised process group) every
-    process must call it: each runs a share of the batches, and each gets the metrics of the whole split."""
+    process must call it: each runs a share of the batches, and each gets the metrics of the whole split.
+    A multi-label model: micro/macro-F1, exact match and per-label figures at its saved thresholds (or
+    `threshold`); a regression: Pearson, Spearman and MSE (`textcls.metrics.problem_metrics`)."""
     import dataclasses
 
     from datasets import DatasetDict
 
     from textcls.data.batching import lengths_of
-    from textcls.data.sources import label_names, load_data
+    from textcls.data.sources import is_labelled, label_names, load_data, problem_type
     from textcls.data.tokenize import tokenize_data
     from textcls.infer.model import document_labels, load_trained, main_process_first, process_rank
-    from textcls.metrics import classification_metrics
+    from textcls.metrics import problem_metrics
 
     trained = load_trained(model_path, tokenizer, attention=attention, attention_overrides=attention_overrides,
-                           precision=precision)
+                           precision=precision).with_threshold(threshold)
     dsd = load_data(data_cfg)
+    problem = trained.problem_type
+    if problem_type(dsd) != problem:
+        if data_cfg.problem is not None:
+            raise TextclsError(f"the model is {problem} but --problem {data_cfg.problem} was given for "
+                               f"{data_cfg.data!r}; evaluate it on {problem} data")
+        dsd = load_data(dataclasses.replace(data_cfg, problem=problem))  # integer scores of a regression, say
     if split not in dsd:
         raise TextclsError(f"{data_cfg.data!r} has no split {split!r}; it has: {', '.join(dsd)}")
     trained.check_data(pairs="text_pair" in dsd[split].column_names)
-    to_model = model_label_ids(label_names(dsd), trained.label_names, data_cfg.data)
-    labels = np.asarray(dsd[split].with_format("numpy")["label"][:])
-    if (labels < 0).any():
+    to_model = (np.zeros(1, dtype=np.int64) if problem == "regression" else
+                model_label_ids(label_names(dsd), trained.label_names, data_cfg.data))
+    if len(dsd[split]) and not is_labelled(dsd[split]):
         raise TextclsError(f"split {split!r} of {data_cfg.data!r} has rows without a label; evaluate needs labels "
                            f"(use `textcls predict` for unlabelled texts)")
     tokenize_cfg = dataclasses.replace(trained.tokenize_cfg, cache_dir=cache_dir)
@@ -80,8 +88,16 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     seconds = time.perf_counter() - start
     columns = tokenized.with_format("numpy")
     doc_ids = columns["doc_id"][:] if "doc_id" in tokenized.column_names else None
-    labels = to_model[document_labels(columns["label"][:], doc_ids)]
-    metrics = classification_metrics(logits, torch.from_numpy(labels), trained.label_names)
+    if problem == "multi-label":  # each row's label ids → a 0/1 row over the model's outputs
+        hot = np.zeros((len(tokenized), len(trained.label_names)), dtype=np.float32)  # (rows, L)
+        for i, ids in enumerate(tokenized.with_format("arrow")["label"].to_pylist()):
+            hot[i, to_model[ids]] = 1.0
+        labels = document_labels(hot, doc_ids)
+    elif problem == "regression":
+        labels = document_labels(columns["label"][:].astype(np.float32), doc_ids)
+    else:
+        labels = to_model[document_labels(columns["label"][:], doc_ids)]
+    metrics = problem_metrics(problem, logits, torch.from_numpy(labels), trained.label_names, trained.thresholds)
     metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
     return {"model": str(trained.folder), "data": data_cfg.data, "split": split,
             "precision": "bf16" if trained.precision == "bf16" else "fp32", **metrics}

@@ -39,7 +39,26 @@ class TrainedModel:
     # Under several processes, each runs a share of the batches: every process must then call forward. False: this
     # process runs them all alone (distillation: the main process computes the teacher's logits for the others).
     split_over_processes: bool = True
+    problem_type: str = "single-label"  # or multi-label, regression: what the logits mean
+    thresholds: Optional[list[float]] = None  # multi-label: each label's decision threshold (textcls.json)
     _encoders: dict = field(default_factory=dict, repr=False)
+
+    def with_threshold(self, threshold: Optional[float]) -> "TrainedModel":
+        """This multi-label model deciding at `threshold` for every label (--threshold) instead of its saved
+        thresholds; None: as it is. A model of another problem type has no threshold (a TextclsError)."""
+        if threshold is not None:
+            if self.problem_type != "multi-label":
+                raise TextclsError(f"--threshold is the decision threshold of a multi-label model; "
+                                   f"{str(self.folder)!r} is {self.problem_type}")
+            self.thresholds = [threshold] * len(self.label_names)
+        return self
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the logits (N, num_labels) say: class probabilities (softmax; multi-label: each label's sigmoid), or
+        a regression's predicted values (N, 1) as they are."""
+        if self.problem_type == "multi-label":
+            return torch.sigmoid(logits)
+        return logits if self.problem_type == "regression" else logits.softmax(-1)
 
     def encoder(self, pair: bool) -> "ExampleEncoder":
         """The ExampleEncoder for single texts or pairs, made once: texts are tokenized as in training."""
@@ -186,7 +205,8 @@ def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[t
                            f"one it was trained with, e.g. --tokenizer minilm-l6 (the bert-* presets' vocabulary)")
     precision = resolve_mixed_precision(precision)
     model, label_names, _ = load_classifier(folder, attention=attention, attention_overrides=attention_overrides)
-    saved = read_json(folder / TEXTCLS_JSON).get("tokenize") if (folder / TEXTCLS_JSON).is_file() else None
+    extra = read_json(folder / TEXTCLS_JSON) if (folder / TEXTCLS_JSON).is_file() else {}
+    saved = extra.get("tokenize")
     if saved:
         tokenize_cfg = section_from_dict(TokenizeConfig, saved)
     else:  # a transformers folder: texts are cut to what the model can see, from the head, as transformers does
@@ -195,13 +215,24 @@ def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[t
     tokenize_cfg.cache_dir, tokenize_cfg.num_proc = None, 1
     model.to(device or default_device()).eval()
     log.debug("inference precision: %s", describe_precision(precision))
-    return TrainedModel(model, load_tokenizer(tokenizer or str(folder)), label_names, tokenize_cfg, folder, precision)
+    return TrainedModel(model, load_tokenizer(tokenizer or str(folder)), label_names, tokenize_cfg, folder, precision,
+                        problem_type=model.problem_type,
+                        thresholds=saved_thresholds(extra, label_names, model.problem_type))
+
+
+def saved_thresholds(extra: dict, label_names: list[str], problem_type: str) -> Optional[list[float]]:
+    """A multi-label model's decision thresholds in label order, from its textcls.json (0.5 where none is saved: a
+    transformers folder); None for the other problem types."""
+    if problem_type != "multi-label":
+        return None
+    saved = extra.get("thresholds") or {}
+    return [float(saved.get(name, 0.5)) for name in label_names]
 
 
 def document_labels(labels: np.ndarray, doc_ids: Optional[np.ndarray]) -> np.ndarray:
     """One label per document: the rows' labels as they are, or for windows the label of each document's windows."""
     if doc_ids is None:
         return labels
-    out = np.empty(int(doc_ids.max()) + 1 if len(doc_ids) else 0, dtype=labels.dtype)
+    out = np.empty((int(doc_ids.max()) + 1 if len(doc_ids) else 0, *labels.shape[1:]), dtype=labels.dtype)
     out[doc_ids] = labels
     return out

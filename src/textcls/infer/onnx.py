@@ -30,7 +30,7 @@ import torch
 
 from textcls.config import AttentionOptions, TokenizeConfig, section_from_dict
 from textcls.errors import TextclsError
-from textcls.infer.model import TrainedModel, load_trained
+from textcls.infer.model import TrainedModel, load_trained, saved_thresholds
 
 log = logging.getLogger("textcls")
 
@@ -83,7 +83,8 @@ def export_model(model_path: str | Path, output: str | Path, format: str = "onnx
                            attention_overrides=attention_overrides, precision="no")
     if format == "transformers":
         from textcls.model import save_classifier
-        save_classifier(trained.model, output, trained.tokenizer, trained.label_names, trained.tokenize_cfg)
+        save_classifier(trained.model, output, trained.tokenizer, trained.label_names, trained.tokenize_cfg,
+                        thresholds=trained.thresholds)
     else:
         _write_onnx_folder(trained, output, quantize)
     return {"output": str(output), "format": format, "quantize": quantize, "source": str(trained.folder),
@@ -105,6 +106,9 @@ def _write_onnx_folder(trained: TrainedModel, output: Path, quantize: Optional[s
                 "tokenize": dataclasses.asdict(trained.tokenize_cfg),
                 "onnx": {"file": ONNX_FILE, "opset": OPSET, "quantize": quantize,
                          "exported_from": str(trained.folder.resolve())}}
+    if trained.problem_type != "single-label":
+        settings |= {"problem_type": trained.problem_type,
+                     "thresholds": trained.thresholds and dict(zip(trained.label_names, trained.thresholds))}
     with atomic_dir(output) as tmp:
         _export_graph(trained, tmp / ONNX_FILE)
         if quantize == "int8":
@@ -292,5 +296,7 @@ def load_onnx(path: str | Path, tokenizer: Optional[str] = None) -> OnnxModel:
     tokenize_cfg.cache_dir, tokenize_cfg.num_proc = None, 1  # as load_trained: this machine's default cache
     options = attention_options(saved["attention"], saved.get("attention_options"))
     log.debug("ONNX Runtime: %s (%s weights)", folder / ONNX_FILE, saved["onnx"].get("quantize") or "fp32")
+    problem = saved.get("problem_type", "single-label")
     return OnnxModel(None, load_tokenizer(tokenizer or str(folder)), list(saved["label_names"]), tokenize_cfg,
-                     folder, session=_session(folder / ONNX_FILE, "the ONNX model"), attention=options)
+                     folder, session=_session(folder / ONNX_FILE, "the ONNX model"), attention=options,
+                     problem_type=problem, thresholds=saved_thresholds(saved, list(saved["label_names"]), problem))

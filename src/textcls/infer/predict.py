@@ -30,14 +30,29 @@ def _check_texts(texts: Sequence[str], pairs: Optional[Sequence[str]]) -> None:
 
 def predict_probabilities(trained: TrainedModel, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
                           batch_size: int = 64) -> torch.Tensor:
-    """Class probabilities (N, num_labels) for `texts` (and their `pairs`), in the input order."""
+    """Class probabilities (N, num_labels) for `texts` (and their `pairs`), in the input order (multi-label: each
+    label's own probability; regression: the predicted values, (N, 1))."""
     _check_texts(texts, pairs)
-    return trained.logits(texts, pairs, batch_size).softmax(-1)
+    return trained.scores(trained.logits(texts, pairs, batch_size))
 
 
 def prediction_rows(texts: Sequence[str], pairs: Optional[Sequence[str]], probs: torch.Tensor,
-                    label_names: list[str]) -> list[dict]:
-    """One dict per text: text, [text_pair,] label (the most probable) and probabilities {label: p}."""
+                    label_names: list[str], problem_type: str = "single-label",
+                    thresholds: Optional[Sequence[float]] = None) -> list[dict]:
+    """One dict per text: text, [text_pair,] label (the most probable) and probabilities {label: p}. Multi-label:
+    labels {label: p} (every label above its threshold, the most probable first) and probabilities; regression:
+    score (the predicted value)."""
+    if problem_type == "regression":
+        return [{"text": t} | ({"text_pair": pairs[i]} if pairs is not None else {}) | {"score": v[0]}
+                for i, (t, v) in enumerate(zip(texts, probs.tolist()))]
+    if problem_type == "multi-label":
+        limits = [0.5] * len(label_names) if thresholds is None else list(thresholds)
+        out = []
+        for i, p in enumerate(probs.tolist()):
+            above = sorted(((n, q) for n, q, t in zip(label_names, p, limits) if q > t), key=lambda x: -x[1])
+            out.append({"text": texts[i]} | ({"text_pair": pairs[i]} if pairs is not None else {})
+                       | {"labels": dict(above), "probabilities": dict(zip(label_names, p))})
+        return out
     best = probs.argmax(-1).tolist()
     out = []
     for i, p in enumerate(probs.tolist()):
@@ -70,7 +85,7 @@ def load_backend(model_path: Path, backend: str = "torch", tokenizer: Optional[s
 def predict_texts(model_path: Path, texts: Sequence[str], pairs: Optional[Sequence[str]] = None,
                   batch_size: int = 64, output: Optional[Path] = None, tokenizer: Optional[str] = None,
                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
-                  precision: str = "auto", backend: str = "torch") -> list[dict]:
+                  precision: str = "auto", backend: str = "torch", threshold: Optional[float] = None) -> list[dict]:
     """Label and probabilities for each text (or pair), in order; also written to `output` when given. Every
     check on the arguments comes before the model is loaded. `precision`: as load_trained's; `backend`: as
     load_backend's. Under several processes (an initialised process group) every process must call it: each runs a
@@ -78,9 +93,10 @@ def predict_texts(model_path: Path, texts: Sequence[str], pairs: Optional[Sequen
     _check_texts(texts, pairs)
     if output is not None:
         check_output(output)
-    trained = load_backend(model_path, backend, tokenizer, attention, attention_overrides, precision)
+    trained = load_backend(model_path, backend, tokenizer, attention, attention_overrides,
+                           precision).with_threshold(threshold)
     rows = prediction_rows(texts, pairs, predict_probabilities(trained, texts, pairs, batch_size),
-                           trained.label_names)
+                           trained.label_names, trained.problem_type, trained.thresholds)
     if output is not None and process_rank()[0] == 0:
         write_predictions(rows, output, trained.label_names)
     return rows
@@ -90,7 +106,8 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
                   text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
                   batch_size: int = 64, tokenizer: Optional[str] = None,
                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
-                  encoding: str = "utf-8", precision: str = "auto", backend: str = "torch") -> list[dict]:
+                  encoding: str = "utf-8", precision: str = "auto", backend: str = "torch",
+                  threshold: Optional[float] = None) -> list[dict]:
     """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file (text files in
     `encoding`)."""
     if output is not None:
@@ -99,4 +116,4 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
             raise TextclsError(f"--output {str(output)!r} is the --input file; write the predictions elsewhere")
     texts, pairs = read_inputs(input_path, text_column, text_pair_column, encoding)
     return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides,
-                         precision, backend)
+                         precision, backend, threshold)

@@ -32,6 +32,7 @@ from textcls.model.hf import (
     encoder_config_from_hf,
     has_label_names,
     hf_label_names,
+    hf_problem_type,
     load_hf_state,
     read_json,
     read_state_dict,
@@ -50,6 +51,7 @@ class ModelSource:
     weights: Optional[Path] = None  # the weights file, when pretrained weights were asked for
     label_names: Optional[list[str]] = None  # a fine-tuned classifier's labels (config.json id2label)
     extra: Optional[dict] = None  # textcls.json of a folder textcls saved
+    problem_type: str = "single-label"  # a fine-tuned classifier's (config.json problem_type)
 
     def saved_attention(self) -> Optional[AttentionOptions]:
         """The attention (mechanism and options) a folder textcls saved was trained with; None for others."""
@@ -86,7 +88,7 @@ def find_model(name: str, init: str = "pretrained") -> ModelSource:
     extra = read_json(folder / TEXTCLS_JSON) if (folder / TEXTCLS_JSON).is_file() else None
     return ModelSource(name=name, config=encoder_config_from_hf(hf, str(config_path)), folder=folder,
                        weights=hub.weights_file(folder) if init == "pretrained" else None,
-                       label_names=hf_label_names(hf), extra=extra)
+                       label_names=hf_label_names(hf), extra=extra, problem_type=hf_problem_type(hf))
 
 
 def _attention(cfg: ModelConfig, attention: Optional[AttentionOptions]) -> AttentionOptions:
@@ -150,17 +152,21 @@ def _warn_if_other_than_saved(cfg: ModelConfig, attention: AttentionOptions, sou
 
 def build_classifier(cfg: ModelConfig, label_names: Sequence[str], max_length: int,
                      source: Optional[ModelSource] = None,
-                     attention: Optional[AttentionOptions] = None) -> tuple[BertClassifier, LoadReport]:
+                     attention: Optional[AttentionOptions] = None,
+                     problem_type: str = "single-label") -> tuple[BertClassifier, LoadReport]:
     """A sequence classifier for `label_names` over inputs of up to `max_length` tokens, from `cfg` (`source`: its
     `find_model` result, when the caller already has it; `attention`: the options of cfg.attention's mechanism,
-    default its defaults)."""
+    default its defaults). `problem_type` picks the loss; a regression has one output, named by `label_names`."""
     label_names = list(label_names)
-    if len(label_names) < 2:
+    if problem_type == "regression" and len(label_names) != 1:
+        raise TextclsError(f"a regression model has one output (--num-labels 1), got {len(label_names)} names: "
+                           f"{label_names}")
+    if problem_type != "regression" and len(label_names) < 2:
         raise TextclsError(f"a classifier needs at least two labels, got {label_names}")
     source = find_model(cfg.model, cfg.init) if source is None else source
     encoder = encoder_config(cfg, source, max_length, attention)
     _warn_if_other_than_saved(cfg, encoder.attention_options, source)
-    model = BertClassifier(encoder, len(label_names), cfg.pooling)
+    model = BertClassifier(encoder, len(label_names), cfg.pooling, problem_type)
     state = _read_weights(cfg, source)
     head = None if state is None else state.get("classifier.weight")
     fresh_head = head is not None and _head_differs(head.shape[0], source.label_names, label_names)
@@ -197,7 +203,7 @@ def load_classifier(path: str | Path, label_names: Optional[Sequence[str]] = Non
     cfg = ModelConfig(model=str(path), attention=options.mechanism,
                       pooling=(source.extra or {}).get("pooling", "cls"), reinit_head=reinit_head)
     model, report = build_classifier(cfg, labels, max_length=source.config.max_positions, source=source,
-                                     attention=options)
+                                     attention=options, problem_type=source.problem_type)
     if any(name.startswith("classifier.") for name in report.fresh) and not reinit_head:
         raise TextclsError(f"model {str(path)!r} holds no classifier weights (a base model?); fine-tune it first")
     return model, labels, report

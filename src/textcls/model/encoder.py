@@ -185,17 +185,34 @@ def init_weights(model: nn.Module, std: float) -> None:
             nn.init.zeros_(m.bias)
 
 
+PROBLEM_TYPES = ("single-label", "multi-label", "regression")
+
+
+def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = "single-label") -> torch.Tensor:
+    """The loss transformers' BertForSequenceClassification computes for its problem_type: cross-entropy with class
+    ids (N,); binary cross-entropy of each output's sigmoid with 0/1 targets (N, L); the squared error of the one
+    output (N, 1) with targets (N,)."""
+    if problem_type == "multi-label":
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    if problem_type == "regression":
+        return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    return F.cross_entropy(logits, labels)
+
+
 class BertClassifier(nn.Module):
     """Sequence classification: pool the encoder's output, dropout, one linear layer to the labels.
 
     pooling "cls": BERT's pooler, dense + tanh on the [CLS] vector (what transformers' BertForSequenceClassification
     does); "mean": the mean of the real tokens' vectors (as sentence-transformers does), no pooler."""
 
-    def __init__(self, cfg: EncoderConfig, num_labels: int, pooling: str = "cls"):
+    def __init__(self, cfg: EncoderConfig, num_labels: int, pooling: str = "cls", problem_type: str = "single-label"):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise TextclsError(f"pooling {pooling!r} is not one of: cls, mean")
+        if problem_type not in PROBLEM_TYPES:
+            raise TextclsError(f"problem type {problem_type!r} is not one of: {', '.join(PROBLEM_TYPES)}")
         self.pooling = pooling
+        self.problem_type = problem_type  # the loss: cross-entropy, binary cross-entropy per label, squared error
         self.encoder = Encoder(cfg)
         self.pooler = nn.Linear(cfg.hidden_size, cfg.hidden_size) if pooling == "cls" else None
         self.drop = Dropout(cfg.hidden_dropout)
@@ -218,7 +235,7 @@ class BertClassifier(nn.Module):
             m = attention_mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
             pooled = (h * m).sum(dim=1) / m.sum(dim=1)  # (B, C): mean over real tokens only
         logits = self.classifier(self.drop(pooled))  # (B, num_labels)
-        loss = None if labels is None else F.cross_entropy(logits, labels)
+        loss = None if labels is None else classifier_loss(logits, labels, self.problem_type)
         return ModelOutput(logits=logits, loss=loss)
 
 

@@ -92,11 +92,27 @@ def hf_label_names(hf: dict) -> Optional[list[str]]:
     return [id2label[i] for i in sorted(id2label)] or None
 
 
-def hf_config(cfg: EncoderConfig, architecture: str, label_names: Sequence[str] = ()):
-    """A transformers BertConfig for `architecture`: BertForSequenceClassification with these labels, or
-    BertForMaskedLM (its decoder tied to the word embeddings: transformers' default, tie_word_embeddings)."""
+# textcls's problem types (--problem) and transformers' config.json problem_type, which picks its loss.
+HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "multi_label_classification",
+                    "regression": "regression"}
+
+
+def hf_problem_type(hf: dict) -> str:
+    """The textcls problem type of a config.json: its problem_type, else transformers' own rule (one output is a
+    regression, more a single-label classifier)."""
+    ours = {v: k for k, v in HF_PROBLEM_TYPES.items()}.get(hf.get("problem_type") or "")
+    if ours is not None:
+        return ours
+    return "regression" if hf.get("num_labels", len(hf.get("id2label") or {}) or 2) == 1 else "single-label"
+
+
+def hf_config(cfg: EncoderConfig, architecture: str, label_names: Sequence[str] = (),
+              problem_type: str = "single-label"):
+    """A transformers BertConfig for `architecture`: BertForSequenceClassification with these labels (and
+    `problem_type`, as transformers names it), or BertForMaskedLM (its decoder tied to the word embeddings:
+    transformers' default, tie_word_embeddings)."""
     from transformers import BertConfig
-    labels = {"problem_type": "single_label_classification", "id2label": dict(enumerate(label_names)),
+    labels = {"problem_type": HF_PROBLEM_TYPES[problem_type], "id2label": dict(enumerate(label_names)),
               "label2id": {n: i for i, n in enumerate(label_names)}} if label_names else {}
     return BertConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
@@ -296,13 +312,21 @@ def _save_folder(model: nn.Module, path: str | Path, hf_cfg: Any, tokenizer: Any
 
 
 def save_classifier(model: BertClassifier, path: str | Path, tokenizer: Any, label_names: Sequence[str],
-                    tokenize_cfg: Optional[Any] = None) -> Path:
+                    tokenize_cfg: Optional[Any] = None, thresholds: Optional[Sequence[float]] = None) -> Path:
     """Write `model` as a folder that transformers' AutoModelForSequenceClassification and AutoTokenizer load, plus
-    textcls.json (attention, pooling, tokenize settings, so that predictions tokenize alike)."""
+    textcls.json (attention, pooling, tokenize settings, so that predictions tokenize alike; for a multi-label
+    model, the decision threshold of each label)."""
     if len(label_names) != model.num_labels:
         raise TextclsError(f"{len(label_names)} label names for a classifier with {model.num_labels} outputs")
-    hf_cfg = hf_config(model.encoder.config, "BertForSequenceClassification", label_names)
-    return _save_folder(model, path, hf_cfg, tokenizer, {"pooling": model.pooling}, tokenize_cfg)
+    problem = getattr(model, "problem_type", "single-label")
+    hf_cfg = hf_config(model.encoder.config, "BertForSequenceClassification", label_names, problem)
+    extra: dict[str, Any] = {"pooling": model.pooling}
+    if problem != "single-label":  # a single-label model's textcls.json stays as it was
+        extra["problem_type"] = problem
+    if problem == "multi-label":
+        extra["thresholds"] = dict(zip(label_names, [0.5] * len(label_names) if thresholds is None else
+                                       [float(t) for t in thresholds]))
+    return _save_folder(model, path, hf_cfg, tokenizer, extra, tokenize_cfg)
 
 
 def save_masked_lm(model: BertMaskedLM, path: str | Path, tokenizer: Any, tokenize_cfg: Optional[Any] = None) -> Path:

@@ -68,7 +68,8 @@ def pair_mode(trained: TrainedModel) -> Optional[bool]:
 def model_info(trained: TrainedModel, pair: Optional[bool]) -> dict:
     attention = trained.model.encoder.attention
     cfg = trained.tokenize_cfg
-    return {"model": str(trained.folder.resolve()), "labels": trained.label_names,
+    problem = {} if trained.problem_type == "single-label" else {"problem_type": trained.problem_type}
+    return {"model": str(trained.folder.resolve()), "labels": trained.label_names, **problem,
             "max_length": cfg.max_length, "truncation": cfg.truncation,
             "attention": {"name": attention.name, "options": dataclasses.asdict(attention.options)},
             "pair": pair, "explain_method": METHOD, "explain_target": TARGET}
@@ -144,7 +145,8 @@ def create_app(trained: TrainedModel, max_batch: int = 64, max_wait_ms: float = 
     def run(texts: list[str], pairs: Optional[list[str]]):
         # (N, num_labels) probabilities in input order: one TrainedModel.logits call, which sorts the texts by
         # length and forwards them batch_size at a time, as `textcls predict` does
-        return trained.logits(texts, pairs, batch_size=batch_size).softmax(-1)
+        # (multi-label: each label's own probability; regression: the predicted value)
+        return trained.scores(trained.logits(texts, pairs, batch_size=batch_size))
 
     batcher = Batcher(run, max_batch=max_batch, max_wait_ms=max_wait_ms)
 
@@ -213,12 +215,17 @@ def create_app(trained: TrainedModel, max_batch: int = 64, max_wait_ms: float = 
     async def predict(body: PredictRequest):
         check_texts(body.texts, body.text_pairs)
         probs = await answer(batcher.submit(body.texts, body.text_pairs))  # (n, num_labels)
-        rows = prediction_rows(body.texts, body.text_pairs, probs, labels)
-        return {"predictions": [{"label": r["label"], "probabilities": r["probabilities"]} for r in rows]}
+        rows = prediction_rows(body.texts, body.text_pairs, probs, labels, trained.problem_type, trained.thresholds)
+        # single-label: label and probabilities; multi-label: labels above their thresholds {label: p} and
+        # probabilities; regression: score
+        return {"predictions": [{k: v for k, v in r.items() if k not in ("text", "text_pair")} for r in rows]}
 
     @app.post("/explain")
     async def explain_one(body: ExplainRequest):
         check_texts([body.text], None if body.text_pair is None else [body.text_pair])
+        if trained.problem_type != "single-label":
+            raise HTTPException(422, f"/explain explains a single-label classifier's prediction; this model is "
+                                     f"{trained.problem_type} (use /predict)")
         loop = asyncio.get_running_loop()
         return await answer(loop.run_in_executor(batcher.executor, explain, trained, body.text, body.text_pair))
 

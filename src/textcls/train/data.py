@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from textcls.config import RunConfig, TokenizeConfig
 from textcls.errors import TextclsError
 from textcls.data.batching import Collator, make_dataloader
-from textcls.data.sources import label_names, load_data
+from textcls.data.sources import is_labelled, label_names, load_data, problem_type
 from textcls.data.tokenize import tokenize_data, tokenizer_for_run
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ class PreparedData:
     label_names: list[str]
     tokenize_cfg: TokenizeConfig
     num_workers: int = 0
+    problem_type: str = "single-label"  # or multi-label, regression (textcls.data.sources.problem_type)
 
     def collator(self, model: "torch.nn.Module"):
         """The collator of `model`'s batches (padded as its attention mechanism needs)."""
@@ -32,8 +33,7 @@ class PreparedData:
 
     def labelled_splits(self) -> list[str]:
         """Splits with a label on every row (validation and test usually; not unsupervised)."""
-        return [s for s, ds in self.tokenized.items()
-                if s != "train" and "label" in ds.column_names and len(ds) and min(ds["label"]) >= 0]
+        return [s for s, ds in self.tokenized.items() if s != "train" and is_labelled(ds)]
 
     def class_weights(self, spec: str) -> list[float]:
         """The weight of each class in the training loss for --class-weights `spec`: "balanced" gives each class
@@ -82,7 +82,7 @@ def prepare_training_data(cfg: RunConfig) -> PreparedData:
     if "unsupervised" in dsd:  # fine-tuning has no use for unlabelled rows: don't tokenize them
         del dsd["unsupervised"]
     return PreparedData(tokenize_data(dsd, tokenizer, cfg.tokenize), tokenizer, label_names(dsd), cfg.tokenize,
-                        num_workers=cfg.train.num_workers)
+                        num_workers=cfg.train.num_workers, problem_type=problem_type(dsd))
 
 
 def read_class_weights(path: str, label_names: list[str]) -> list[float]:

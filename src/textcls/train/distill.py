@@ -124,12 +124,16 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
     logits in data label order; validation and test as `train` has them) and its tokenizer."""
     from datasets import DatasetDict, concatenate_datasets
 
-    from textcls.data.sources import label_names, load_data
+    from textcls.data.sources import label_names, load_data, problem_type
     from textcls.data.tokenize import cache_root, tokenize_data, tokenizer_for_run
     from textcls.infer.model import load_trained
 
     dc = cfg.distill
     dsd = load_data(cfg.data)
+    if problem_type(dsd) != "single-label":
+        raise TextclsError(f"distill learns the teacher's distribution over classes: single-label classification "
+                           f"only, and {cfg.data.data!r} is {problem_type(dsd)}; train the student with `textcls "
+                           f"train` instead")
     unlabelled = dc.unlabelled_splits if dc.unlabelled_splits is not None else \
         [s for s in ("unsupervised",) if s in dsd]
     missing = [s for s in unlabelled if s not in dsd]
@@ -141,6 +145,9 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
     # Data is prepared by the main process first (main_process_first): it alone computes the teacher's logits, and
     # the other processes read them from its cache.
     teacher.split_over_processes = False
+    if teacher.problem_type != "single-label":
+        raise TextclsError(f"the teacher {str(teacher.folder)!r} is a {teacher.problem_type} model; distill learns "
+                           f"from a single-label classifier's distribution over classes")
     teacher.check_data(pairs="text_pair" in dsd["train"].column_names)
     columns = _teacher_columns(teacher, names, cfg.data.data)
     learn_from = ["train", *[s for s in unlabelled if s != "train"]]

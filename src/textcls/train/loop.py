@@ -28,7 +28,7 @@ from textcls.data.tokenize import default_tokenizer_name
 from textcls.device import make_accelerator, no_gpu
 from textcls.errors import Interrupted, TextclsError
 from textcls.io import writing
-from textcls.metrics import classification_metrics, is_better
+from textcls.metrics import LOGGED_METRICS, best_metric, is_better, problem_metrics, tune_thresholds
 from textcls.train import rundir
 from textcls.train.checkpoint import load_training_state, rng_state, save_training_state
 
@@ -146,7 +146,8 @@ class Trainer:
     def build_model(self) -> tuple[torch.nn.Module, "LoadReport"]:
         from textcls.model import build_classifier
         return build_classifier(self.cfg.model, self.data.label_names, max_length=self.cfg.tokenize.max_length,
-                                source=self.model_source, attention=self.cfg.attention)
+                                source=self.model_source, attention=self.cfg.attention,
+                                problem_type=self.data.problem_type)
 
     def check_model(self) -> None:
         """Fail at once on the model's files and on lengths it cannot take, before the data is read and tokenized
@@ -197,12 +198,49 @@ class Trainer:
 
     def evaluate(self, split: str) -> dict:
         """Metrics of the current model on a labelled split; every process gets the same numbers."""
-        return evaluate_loader(self.accelerator, self.model, self.eval_loaders[split], self.data.label_names)
+        return evaluate_loader(self.accelerator, self.model, self.eval_loaders[split], self.data.label_names,
+                               self.problem_type, self.thresholds)
 
     def export(self, model: torch.nn.Module, folder: Path) -> None:
         from textcls.model import save_classifier
         save_classifier(model, folder, tokenizer=self.data.tokenizer, label_names=self.data.label_names,
-                        tokenize_cfg=self.cfg.tokenize)
+                        tokenize_cfg=self.cfg.tokenize, thresholds=self.thresholds)
+
+    def check_problem(self) -> None:
+        """What the data's problem type (single-label, multi-label, regression) changes: the metrics logged, the one
+        that picks the best checkpoint, and the settings that only a single-label classifier has."""
+        problem = self.problem_type = getattr(self.data, "problem_type", "single-label")
+        self.metric_for_best = best_metric(self.tc.metric_for_best, problem)
+        self.thresholds = None if self.tc.threshold is None else [self.tc.threshold] * len(self.data.label_names)
+        if problem == "single-label":
+            if self.tc.threshold is not None:
+                raise TextclsError("--threshold is the decision threshold of a multi-label model; this data is "
+                                   "single-label (each row has one label)")
+            return
+        self.logged_metrics = LOGGED_METRICS[problem]
+        if self.metric_for_best != self.tc.metric_for_best:
+            log.info("%s: the best checkpoint is the one of the best validation %s", problem, self.metric_for_best)
+        if self.tc.class_weights is not None:
+            raise TextclsError(f"--class-weights works with single-label classification only; this data is {problem}")
+        if self.tc.baseline not in (None, "tfidf-lr"):
+            raise TextclsError(f"--baseline {self.tc.baseline} is single-label only; the baseline of {problem} data "
+                               f"is tfidf-lr")
+        if problem == "regression" and self.tc.threshold is not None:
+            raise TextclsError("--threshold is the decision threshold of a multi-label model; a regression has none")
+
+    def tune_thresholds(self) -> None:
+        """Multi-label without --threshold: each label's threshold that maximises its F1 on validation (0.5 without
+        a validation split), for the final evaluation and the exported model."""
+        if self.problem_type != "multi-label" or self.tc.threshold is not None:
+            return
+        if "validation" not in self.eval_loaders:
+            self.thresholds = [0.5] * len(self.data.label_names)
+            log.info("no validation split: every label's decision threshold is 0.5 (--threshold sets another)")
+            return
+        logits, labels = loader_logits(self.accelerator, self.model, self.eval_loaders["validation"])
+        self.thresholds = tune_thresholds(logits, labels)
+        log.info("decision thresholds tuned on validation (each label's best F1): %s",
+                 ", ".join(f"{n} {t:.3f}" for n, t in zip(self.data.label_names, self.thresholds)))
 
     def baseline(self, results: dict[str, dict]) -> dict:
         """The classical baseline (--baseline) fit on the same training rows and measured on the splits of
@@ -211,9 +249,10 @@ class Trainer:
         from textcls.config import BaselineConfig
 
         result = run_baseline(self.cfg.data, BaselineConfig(method=self.tc.baseline), list(results))
+        key = self.logged_metrics[1]  # accuracy; multi-label micro_f1; regression pearson
         for split, m in result["metrics"].items():
-            log.info("%s accuracy of the %s baseline: %.4f (the model: %.4f)", split, result["method"],
-                     m["accuracy"], results[split]["accuracy"])
+            log.info("%s %s of the %s baseline: %.4f (the model: %.4f)", split, key, result["method"], m[key],
+                     results[split][key])
         return result
 
     # ------------------------------------------------------------------------------------------------- setup
@@ -234,6 +273,7 @@ class Trainer:
             tok, arch = self.data.tokenizer, self.model_source.config
             pad = arch.pad_token_id if tok.pad_token_id is None else tok.pad_token_id
             self.model_source = self.model_source.with_vocabulary(len(tok), pad)
+        self.check_problem()
         self.class_weights = self._class_weights()
         seed_everything(tc.seed, tc.deterministic)  # here: the initial weights do not depend on the cache's state
         model, self.load_report = self.build_model()
@@ -447,9 +487,9 @@ class Trainer:
         st, tc = self.state, self.tc
         metrics = self.evaluate("validation")
         self.model.train()
-        improved = is_better(tc.metric_for_best, metrics[tc.metric_for_best], st.best_metric)
+        improved = is_better(self.metric_for_best, metrics[self.metric_for_best], st.best_metric)
         if improved:
-            st.best_metric, st.best_step, st.evals_without_improvement = metrics[tc.metric_for_best], st.step, 0
+            st.best_metric, st.best_step, st.evals_without_improvement = metrics[self.metric_for_best], st.step, 0
         else:
             st.evals_without_improvement += 1
         self._log({"kind": "eval", "split": "validation", "step": st.step, "epoch": self._epochs_done(),
@@ -457,7 +497,7 @@ class Trainer:
         log.info("step %d: validation %s", st.step, ", ".join(f"{k} {metrics[k]:.4f}" for k in self.logged_metrics))
         patience = tc.early_stopping_patience
         if patience is not None and st.evals_without_improvement >= patience:
-            log.info("early stopping: no better validation %s in %d evaluations", tc.metric_for_best, patience)
+            log.info("early stopping: no better validation %s in %d evaluations", self.metric_for_best, patience)
             return True
         return False
 
@@ -501,15 +541,21 @@ class Trainer:
         if tc.load_best_at_end and st.best_step is not None and st.best_step != st.step:
             load_model(model, str(rundir.checkpoint_dir(self.run_dir, st.best_step) / "model.safetensors"))
             weights = f"best (step {st.best_step})"
+        self.tune_thresholds()
         results = {s: self.evaluate(s) for s in tc.eval_splits if s in self.eval_loaders}
         summary = {"run_dir": str(self.run_dir), "steps": st.step, "epochs": self._epochs_done(),
                    "train_seconds": round(st.train_seconds, 2),
                    "train_examples_per_s": round(st.examples / st.train_seconds, 2) if st.train_seconds else None,
-                   "best_validation": {tc.metric_for_best: st.best_metric, "step": st.best_step}, "weights": weights,
+                   "best_validation": {self.metric_for_best: st.best_metric, "step": st.best_step},
+                   "weights": weights,
                    "initial_weights": self.load_report.to_dict(), "model_dir": str(self.run_dir / rundir.MODEL),
                    "class_weights": self.class_weights and dict(zip(self.data.label_names, self.class_weights)),
                    "final": {s: {k: m[k] for k in self.logged_metrics} for s, m in results.items()},
                    "metrics": results}
+        if self.problem_type != "single-label":
+            summary["problem_type"] = self.problem_type
+        if self.problem_type == "multi-label":
+            summary["thresholds"] = dict(zip(self.data.label_names, self.thresholds))
         if acc.is_main_process and tc.baseline and results:
             summary["baseline"] = self.baseline(results)
         if acc.is_main_process:
@@ -527,30 +573,39 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate_loader(accelerator, model, loader, label_names: list[str]) -> dict:
-    """Run `model` over `loader` and compute the metrics on the gathered logits (padding duplicates dropped); windows
-    of chunked documents are averaged per document first, so that documents are counted, not windows."""
+def evaluate_loader(accelerator, model, loader, label_names: list[str], problem_type: str = "single-label",
+                    thresholds: Optional[list[float]] = None) -> dict:
+    """Run `model` over `loader` and compute the metrics of `problem_type` on the gathered logits (padding
+    duplicates dropped; a multi-label model's at `thresholds`, default 0.5); windows of chunked documents are
+    averaged per document first, so that documents are counted, not windows."""
+    start = time.perf_counter()
+    logits, labels = loader_logits(accelerator, model, loader)
+    seconds = time.perf_counter() - start
+    metrics = problem_metrics(problem_type, logits, labels, label_names, thresholds)
+    metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
+    return metrics
+
+
+@torch.no_grad()
+def loader_logits(accelerator, model, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of every document of `loader`, gathered from all processes, on the CPU."""
     from textcls.infer.model import document_labels, mean_by_document
 
     model.eval()
     all_logits, all_labels, all_docs = [], [], []
-    start = time.perf_counter()
     for batch in loader:
         labels = batch.pop("labels")
-        docs = batch.pop("doc_ids", torch.zeros_like(labels))  # (B,)
+        docs = batch.pop("doc_ids", torch.zeros(len(labels), dtype=torch.long, device=labels.device))  # (B,)
         logits = model(**batch).logits
         logits, labels, docs = accelerator.gather_for_metrics((logits.float(), labels, docs))
         all_logits.append(logits.cpu())
         all_labels.append(labels.cpu())
         all_docs.append(docs.cpu())
-    seconds = time.perf_counter() - start
     logits, labels = torch.cat(all_logits), torch.cat(all_labels)
     if "doc_id" in loader.dataset.column_names:
         docs = torch.cat(all_docs)
         logits, labels = mean_by_document(logits, docs), torch.from_numpy(document_labels(labels.numpy(), docs.numpy()))
-    metrics = classification_metrics(logits, labels, label_names)
-    metrics["examples_per_s"] = metrics["examples"] / seconds if seconds else None
-    return metrics
+    return logits, labels
 
 
 def train(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:

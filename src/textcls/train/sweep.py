@@ -132,6 +132,9 @@ def sweep(cfg: RunConfig, grid: dict[str, list]) -> dict:
             result["runs"].append({"run": name, "settings": combo, "error": str(e)})
         else:
             curves[name] = MetricsLog(out / name / METRICS).read()
+            # The metric the runs pick their best by: --metric-for-best as the data's problem type reads it
+            # ("accuracy", the default, is micro_f1 for multi-label data and pearson for a regression).
+            metric = result["metric"] = next(k for k in summary["best_validation"] if k != "step")
             result["runs"].append(_run_result(name, combo, summary, curves[name], metric,
                                               time.perf_counter() - start))
         write(SWEEP_JSON, json.dumps(result, indent=2) + "\n")
