@@ -92,8 +92,29 @@ def test_evaluate_split_dev(cli, trained_run, small_imdb, tmp_path):
     assert result["split"] == "validation"
 
 
-def test_predict_reads_one_text_column(trained_run, tmp_path, cli):
+def test_a_pair_joined_from_several_columns(tmp_path):
+    """--text-pair-column title,body: the second text of a pair joined from two columns, as --text-column joins."""
+    path = tmp_path / "train.tsv"
+    path.write_text("pos\tIs it good?\tGreat\tloved it\nneg\tIs it good?\tBad\thated it\n" * 3)
+    dsd = load_data(DataConfig(data=str(path), columns=["label", "question", "title", "body"],
+                               text_column="question", text_pair_column="title,body", text_separator=" | ",
+                               validation_fraction=0, test_fraction=0.5))
+    rows = {(t, p) for split in dsd.values() for t, p in zip(split["text"], split["text_pair"])}
+    assert rows == {("Is it good?", "Great | loved it"), ("Is it good?", "Bad | hated it")}
+    assert "title" not in dsd["train"].column_names and "body" not in dsd["train"].column_names
+    with pytest.raises(TextclsError, match="column 'summary' \\(--text-pair-column\\) is not in"):
+        load_data(DataConfig(data=str(path), columns=["label", "question", "title", "body"],
+                             text_column="question", text_pair_column="title,summary"))
+
+
+def test_predict_joins_columns_as_training_did(trained_run, tmp_path, cli):
+    """predict --text-column title,text --text-separator SEP gives the labels of the joined texts."""
     inputs = tmp_path / "in.csv"
-    inputs.write_text("title,text\nGreat,A wonderful film.\n", encoding="utf-8")
-    rc, err = cli.run(["predict", str(trained_run), "--input", str(inputs), "--text-column", "title,text"])
-    assert rc == 2 and "predict reads one text column" in err
+    inputs.write_text("title,text\nGreat,A wonderful film.\nAwful,A waste of time.\n", encoding="utf-8")
+    joined = cli.json("predict", str(trained_run), "--input", str(inputs), "--text-column", "title,text",
+                      "--text-separator", " - ")
+    direct = cli.json("predict", str(trained_run), "Great - A wonderful film.", "Awful - A waste of time.")
+    assert [r["text"] for r in joined] == ["Great - A wonderful film.", "Awful - A waste of time."]
+    assert [r["probabilities"] for r in joined] == [r["probabilities"] for r in direct]
+    rc, err = cli.run(["predict", str(trained_run), "--input", str(inputs), "--text-column", "title,body"])
+    assert rc == 2 and "column 'body' (--text-column) is not in" in err

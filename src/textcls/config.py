@@ -138,9 +138,10 @@ class DataConfig(Section):
                                              "first row is then data")
     text_column: Optional[str] = opt(None, "column with the text, or several joined by --text-separator, e.g. "
                                            "title,text (default: detect 'text', 'sentence', 'sentence1', ...)")
-    text_separator: str = opt(" ", "put between the texts of the columns of --text-column when it names several",
-                              metavar="SEP")
-    text_pair_column: Optional[str] = opt(None, "column with the second text of a pair (default: detect 'sentence2', ...)")
+    text_separator: str = opt(" ", "put between the texts of the columns of --text-column (or --text-pair-column) "
+                                   "when it names several", metavar="SEP")
+    text_pair_column: Optional[str] = opt(None, "column with the second text of a pair (default: detect 'sentence2', "
+                                                "...), or several joined, e.g. --text-pair-column title,body")
     label_column: Optional[str] = opt(None, "column with the label (default: 'label')")
     label_names: Optional[list[str]] = opt(None, "names for integer labels 0..N-1, e.g. --label-names neg pos "
                                                  "(default: the labels as they are)")

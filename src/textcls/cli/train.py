@@ -101,7 +101,7 @@ def register(sub) -> None:
                    help="torch: the model in torch (default); onnx: MODEL is an ONNX export folder (`textcls export "
                         "MODEL --format onnx`) run by ONNX Runtime (the onnx extra)")
     add_json_flag(p)
-    add_arguments(p, "data", only=("text_column", "text_pair_column", "encoding"))
+    add_arguments(p, "data", only=("text_column", "text_pair_column", "text_separator", "encoding"))
     _add_inference_arguments(p, "tokenizer")
     add_arguments(p, "train", only=("threshold",))
     p.set_defaults(func=_predict)
@@ -275,7 +275,8 @@ def _predict(args: argparse.Namespace) -> int:
                   backend=args.backend, threshold=cfg.train.threshold)
     if args.input:
         rows = predict_files(Path(args.model_dir), Path(args.input), text_column=columns[0],
-                             text_pair_column=columns[1], encoding=cfg.data.encoding, **common)
+                             text_pair_column=columns[1], encoding=cfg.data.encoding,
+                             text_separator=cfg.data.text_separator, **common)
     elif args.texts:
         rows = predict_texts(Path(args.model_dir), args.texts, args.text_pair, **common)
     else:

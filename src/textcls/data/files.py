@@ -15,10 +15,8 @@ import re
 from pathlib import Path
 from typing import Optional
 
-import pyarrow as pa
-
 from textcls.data.readers import decode, read_table
-from textcls.data.sources import TEXT_COLUMNS, is_blank, text_columns
+from textcls.data.sources import TEXT_COLUMNS, is_blank, join_columns, split_columns, text_columns
 from textcls.errors import TextclsError
 from textcls.io import atomic_write_text, reading
 
@@ -31,25 +29,23 @@ OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl", ".txt")
 # --------------------------------------------------------------------------------------------- input files
 
 def read_inputs(path: Path, text_column: Optional[str] = None, text_pair_column: Optional[str] = None,
-                encoding: str = "utf-8") -> tuple[list[str], Optional[list[str]]]:
+                encoding: str = "utf-8", text_separator: str = " ") -> tuple[list[str], Optional[list[str]]]:
     """Texts (and second texts) from an input file. Blank lines of a .txt file are skipped; in a table the text
-    column is detected as in `load_data` (pairs first) unless named, and an empty text is an error."""
+    column is detected as in `load_data` (pairs first) unless named — several named columns ("title,text") are
+    joined with `text_separator`, as training joined them — and an empty text is an error."""
     if not path.is_file():
         problem = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "does not exist"
         raise TextclsError(f"input file {str(path)!r} {problem}; give a {', '.join(INPUT_FORMATS)} file")
     if path.suffix not in INPUT_FORMATS:
         raise TextclsError(f"input file {str(path)!r}: unknown format {path.suffix!r}; use one of "
                            f"{', '.join(INPUT_FORMATS)}")
-    if text_column and "," in text_column:
-        raise TextclsError(f"--text-column {text_column}: predict reads one text column; joining several is for "
-                           f"the data of train and evaluate (join them in the input file)")
     if path.suffix == ".txt":
         if text_column or text_pair_column:
             raise TextclsError("a .txt input has one text per line and no columns; use a .csv, .tsv or .jsonl file "
                                "for --text-column / --text-pair-column")
         texts, pairs = _read_lines(path, encoding), None
     else:
-        texts, pairs = _read_columns(path, text_column, text_pair_column, encoding)
+        texts, pairs = _read_columns(path, text_column, text_pair_column, encoding, text_separator)
     if not texts:
         raise TextclsError(f"input file {str(path)!r} is empty: it holds no text to predict")
     return texts, pairs
@@ -66,7 +62,7 @@ def _read_lines(path: Path, encoding: str) -> list[str]:
 
 
 def _read_columns(path: Path, text_column: Optional[str], text_pair_column: Optional[str],
-                  encoding: str) -> tuple[list[str], Optional[list[str]]]:
+                  encoding: str, separator: str) -> tuple[list[str], Optional[list[str]]]:
     table = read_table(path, encoding) if path.stat().st_size else None
     if table is None or table.num_rows == 0:
         raise TextclsError(f"input file {str(path)!r} is empty: it has no rows")
@@ -78,16 +74,17 @@ def _read_columns(path: Path, text_column: Optional[str], text_pair_column: Opti
                                f"({', '.join(TEXT_COLUMNS)}); its columns are: {', '.join(have)}; name one with "
                                f"--text-column")
     columns = {}
-    for name, flag in ((text_column, "--text-column"), (text_pair_column, "--text-pair-column")):
-        if name is None:
+    for names, flag in ((text_column, "--text-column"), (text_pair_column, "--text-pair-column")):
+        if names is None:
             continue
-        if name not in have:
-            raise TextclsError(f"column {name!r} ({flag}) is not in {str(path)!r}; its columns are: "
-                               f"{', '.join(have)}")
-        values = table[name].cast(pa.string()).to_pylist()  # numbers read as text, not as missing
+        for name in split_columns(names):
+            if name not in have:
+                raise TextclsError(f"column {name!r} ({flag}) is not in {str(path)!r}; its columns are: "
+                                   f"{', '.join(have)}")
+        values = join_columns(table, split_columns(names), separator).to_pylist()
         empty = [i for i, t in enumerate(values) if is_blank(t)]
         if empty:
-            raise TextclsError(f"{len(empty)} rows of {str(path)!r} have an empty text in column {name!r} (first: "
+            raise TextclsError(f"{len(empty)} rows of {str(path)!r} have an empty text in column {names!r} (first: "
                                f"row {empty[0]}); fill them in or remove them")
         columns[flag] = values
     return columns["--text-column"], columns.get("--text-pair-column")

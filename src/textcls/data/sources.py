@@ -48,13 +48,16 @@ SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
 
 class Columns(NamedTuple):
     text: tuple[str, ...]  # one column, or several joined by separator (a title and a body)
-    pair: Optional[str]
+    pair: Optional[tuple[str, ...]]  # the second text of a pair: one column or several joined, or None
     label: str
     separator: str  # between the texts of several columns
     label_columns: tuple[str, ...] = ()  # multi-label: one 0/1 column per label (--label-columns)
 
     def describe_text(self) -> str:
         return " + ".join(map(repr, self.text))
+
+    def describe_pair(self) -> str:
+        return " + ".join(map(repr, self.pair or ()))
 
 
 def load_data(cfg: DataConfig) -> "DatasetDict":
@@ -169,10 +172,22 @@ def _pick_columns(cfg: DataConfig, train: RawSplit) -> Columns:
         if value is None and not (flag == "--label-column" and cfg.label_columns is not None):
             raise TextclsError(f"{train.origin} has none of the usual columns {', '.join(usual)}; its columns are: "
                                f"{', '.join(have)}; name the one to use with {flag}")
+    texts, pairs = split_columns(text), split_columns(pair) if pair is not None else None
     if cfg.label_columns is not None:
-        return Columns(tuple(c.strip() for c in text.split(",")), pair, cfg.label_columns[0], cfg.text_separator,
-                       tuple(cfg.label_columns))
-    return Columns(tuple(c.strip() for c in text.split(",")), pair, label, cfg.text_separator)
+        return Columns(texts, pairs, cfg.label_columns[0], cfg.text_separator, tuple(cfg.label_columns))
+    return Columns(texts, pairs, label, cfg.text_separator)
+
+
+def split_columns(names: str) -> tuple[str, ...]:
+    """--text-column / --text-pair-column: one column, or several separated by commas (joined into one text)."""
+    return tuple(c.strip() for c in names.split(","))
+
+
+def join_columns(table: pa.Table, names: tuple[str, ...], separator: str) -> pa.ChunkedArray:
+    """The texts of `names` as one string column, `separator` between them. A part missing on a row is left out,
+    not a reason to lose the row's other parts."""
+    texts = [table[c].cast(pa.string()) for c in names]  # numbers read as text, not as missing
+    return texts[0] if len(texts) == 1 else pc.binary_join_element_wise(*texts, separator, null_handling="skip")
 
 
 def _missing_column(name: str, flag: str, r: RawSplit) -> TextclsError:
@@ -183,23 +198,21 @@ def _missing_column(name: str, flag: str, r: RawSplit) -> TextclsError:
 def _standard_columns(r: RawSplit, split: str, columns: Columns) -> pa.Table:
     """text, [text_pair,] label (the source's values; null where the split has no label column), then the rest."""
     table, n = r.table, r.table.num_rows
-    for name, flag in [(c, "--text-column") for c in columns.text] + [(columns.pair, "--text-pair-column")]:
-        if name is not None and name not in table.column_names:
+    for name, flag in [(c, "--text-column") for c in columns.text] + \
+            [(c, "--text-pair-column") for c in columns.pair or ()]:
+        if name not in table.column_names:
             raise _missing_column(name, flag, r)
     for label in columns.label_columns or (columns.label,):
         if label not in table.column_names and (split in MUST_BE_LABELLED or columns.label_columns):
             raise _missing_column(label, "--label-columns" if columns.label_columns else "--label-column", r)
-    texts = [table[c].cast(pa.string()) for c in columns.text]
-    # A part that is missing on a row is left out, not a reason to lose the row's other parts.
-    out = {"text": texts[0] if len(texts) == 1 else
-           pc.binary_join_element_wise(*texts, columns.separator, null_handling="skip")}
+    out = {"text": join_columns(table, columns.text, columns.separator)}
     if columns.pair is not None:
-        out["text_pair"] = table[columns.pair].cast(pa.string())
+        out["text_pair"] = join_columns(table, columns.pair, columns.separator)
     if columns.label_columns:
         out["label"] = _label_columns_as_lists(table, columns.label_columns, r.origin)
     else:
         out["label"] = table[columns.label] if columns.label in table.column_names else pa.nulls(n)
-    chosen = {*columns.text, columns.pair, columns.label, *columns.label_columns}
+    chosen = {*columns.text, *(columns.pair or ()), columns.label, *columns.label_columns}
     replaced = [c for c in out if c in table.column_names and c not in chosen]
     if replaced:
         log.info("%s: dropped the source's own column(s) %s, replaced by the chosen ones", r.origin, replaced)
@@ -233,7 +246,7 @@ def _check_texts(table: pa.Table, origin: str, split: str, columns: Columns, dro
         pair_empty = _empty(table["text_pair"])
         n_pair = pc.sum(pair_empty).as_py()
         if n_pair and not drop_empty:
-            raise TextclsError(f"pair column {columns.pair!r} is empty on {n_pair} of {table.num_rows} rows of "
+            raise TextclsError(f"pair column {columns.describe_pair()} is empty on {n_pair} of {table.num_rows} rows of "
                                f"{origin} (first: row index {_first(pair_empty)}); a pair dataset needs both texts "
                                f"on every row: fill them in, drop those rows with --drop-empty, or classify single "
                                f"texts by giving only --text-column")

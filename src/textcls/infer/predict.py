@@ -107,13 +107,13 @@ def predict_files(model_path: Path, input_path: Path, output: Optional[Path] = N
                   batch_size: int = 64, tokenizer: Optional[str] = None,
                   attention: Optional[str] = None, attention_overrides: Optional[dict] = None,
                   encoding: str = "utf-8", precision: str = "auto", backend: str = "torch",
-                  threshold: Optional[float] = None) -> list[dict]:
+                  threshold: Optional[float] = None, text_separator: str = " ") -> list[dict]:
     """Predict for every text of a .txt (one per line), .csv, .tsv, .jsonl or .parquet file (text files in
-    `encoding`)."""
+    `encoding`); several text columns ("title,text") are joined with `text_separator`."""
     if output is not None:
         check_output(output)
         if output.resolve() == input_path.resolve():
             raise TextclsError(f"--output {str(output)!r} is the --input file; write the predictions elsewhere")
-    texts, pairs = read_inputs(input_path, text_column, text_pair_column, encoding)
+    texts, pairs = read_inputs(input_path, text_column, text_pair_column, encoding, text_separator)
     return predict_texts(model_path, texts, pairs, batch_size, output, tokenizer, attention, attention_overrides,
                          precision, backend, threshold)
