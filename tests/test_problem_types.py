@@ -6,6 +6,7 @@ model folder and reads its problem_type and id2label. Data is small and written 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -310,10 +311,61 @@ def test_train_with_the_baseline_on_multilabel_data(lists, tiny_model, token_cac
     assert "test tfidf-lr baseline: loss: " in cli.out
 
 
-def test_distill_is_single_label_only(multilabel_run, lists, tiny_model, token_cache, tmp_path, cli):
-    err = cli.error("distill", "--teacher", str(multilabel_run), *_train(lists, tmp_path / "run", tiny_model,
+def test_distill_a_multilabel_student_with_unlabelled_texts(multilabel_run, lists, tiny_model, token_cache, tmp_path,
+                                                             cli):
+    """A multi-label student learns from the teacher's sigmoids on the labelled rows and on unlabelled ones (labels
+    null): it trains, tunes its thresholds and exports a multi-label model."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(lists, data)
+    (data / "unsupervised.jsonl").write_text("".join(json.dumps({"text": t, "label": None}) + "\n"
+                                                     for t, _ in _topic_rows(16, 300)), encoding="utf-8")
+    summary = cli.ok(["distill", "--teacher", str(multilabel_run), *_train(data, tmp_path / "run", tiny_model,
+                                                                           token_cache)[1:]])
+    assert summary["problem_type"] == "multi-label" and set(summary["thresholds"]) == set(summary["metrics"]["test"]
+                                                                                          ["per_class"])
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+              if json.loads(line)["kind"] == "train"]
+    assert losses and all(math.isfinite(x) and x >= 0 for x in losses)
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+
+
+def test_distill_a_regression_student(regression_run, stsb, tiny_model, token_cache, tmp_path, cli):
+    summary = cli.ok(["distill", "--teacher", str(regression_run), *_train(
+        stsb, tmp_path / "run", tiny_model, token_cache, "--columns", STSB_COLUMNS, "--label-column", "score",
+        "--eval-splits", "validation")[1:]])
+    assert summary["problem_type"] == "regression" and set(summary["final"]["validation"]) == {
+        "loss", "pearson", "spearman", "mse"}
+
+
+def test_distill_needs_a_teacher_of_the_same_problem_type(regression_run, lists, tiny_model, token_cache, tmp_path,
+                                                          cli):
+    err = cli.error("distill", "--teacher", str(regression_run), *_train(lists, tmp_path / "run", tiny_model,
                                                                          token_cache)[1:])
-    assert "distill learns the teacher's distribution over classes: single-label classification only" in err
+    assert "is a regression model and" in err and "is multi-label data" in err
+
+
+def test_distillation_loss_of_the_other_problem_types():
+    """Hard and soft parts written out: multi-label binary cross-entropy and binary KL at T; regression squared
+    errors. An unlabelled row adds the teacher's part only."""
+    from textcls.train.distill import distillation_loss
+
+    g = torch.Generator().manual_seed(0)
+    x, t = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    y = (torch.rand(4, 3, generator=g) > 0.5).float()
+    labelled = torch.tensor([True, True, False, True])
+    T, a = 2.0, 0.3
+    p, q = torch.sigmoid(t / T), torch.sigmoid(x / T)
+    kl = (p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()).mean() * T * T
+    bce = -(y * torch.sigmoid(x).log() + (1 - y) * (1 - torch.sigmoid(x)).log()).mean(1)[labelled].sum() / 4
+    got = distillation_loss(x, t, y, T, a, problem_type="multi-label", labelled=labelled)
+    assert torch.allclose(got, a * bce + (1 - a) * kl, atol=1e-6)
+    v, w, target = x[:, :1], t[:, :1], torch.tensor([1.0, 2.0, 0.0, 3.0])
+    want = a * ((v[:, 0] - target) ** 2)[labelled].sum() / 4 + (1 - a) * ((v - w) ** 2).mean()
+    assert torch.allclose(distillation_loss(v, w, target, T, a, problem_type="regression", labelled=labelled), want,
+                          atol=1e-6)
 
 
 def test_sweep_reports_the_problem_types_metric(stsb, tiny_model, token_cache, tmp_path, cli):

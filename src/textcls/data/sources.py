@@ -489,8 +489,9 @@ def _label_items(column: pa.ChunkedArray, separator: Optional[str], origin: str,
         column = column.cast(column.type.value_type)
     if _is_list(column.type):
         return column.to_pylist()
-    if separator is None or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-                                 or pa.types.is_null(column.type)):
+    if pa.types.is_null(column.type):  # a split without labels (unsupervised)
+        return [None] * len(column)
+    if separator is None or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise TextclsError(f"label column {name!r} of {origin} holds {column.type} values; give a multi-label row's "
                            f"labels as a list or as one string with --label-separator")
     return [None if v is None else [x.strip() for x in v.split(separator) if x.strip()] for v in column.to_pylist()]

@@ -4,6 +4,9 @@ The student trains with every flag, checkpoint, resume, plot and export of `text
 differs. On a labelled row: A * cross-entropy with the label + (1 - A) * T^2 * KL(teacher || student), both softened
 by the temperature T; on an unlabelled row (the `unsupervised` split: IMDB ships 50,000 reviews for this) the teacher
 term alone. The T^2 keeps the soft term's gradients on the scale of the hard one's as T changes (Hinton et al.).
+A multi-label student does the same label by label (binary cross-entropy, and the binary KL to the teacher's
+sigmoids at T); a regression student learns A * squared error to the target + (1 - A) * squared error to the
+teacher's prediction (no temperature: a value has no distribution to soften).
 
 The teacher's logits are computed once, with its own tokenizer and lengths (it may differ from the student's), in
 one batched, length-sorted pass (`TrainedModel.logits`), and cached under a fingerprint of the teacher's weights and
@@ -37,11 +40,14 @@ log = logging.getLogger("textcls")
 
 
 def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, temperature: float,
-                      alpha: float, class_weights: Optional[list[float]] = None) -> torch.Tensor:
+                      alpha: float, class_weights: Optional[list[float]] = None, problem_type: str = "single-label",
+                      labelled: Optional[torch.Tensor] = None) -> torch.Tensor:
     """logits, teacher: (B, C); labels: (B,) with -1 for unlabelled rows. The mean over the batch of
     alpha * CE(logits, label) (labelled rows only) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(logits/T)).
     class_weights (C,): each labelled row's cross-entropy times its class's weight (the teacher's part is not
-    weighted: it carries no label)."""
+    weighted: it carries no label). Multi-label and regression: `problem_distillation_loss`."""
+    if problem_type != "single-label":
+        return problem_distillation_loss(logits, teacher, labels, labelled, temperature, alpha, problem_type)
     T = temperature
     student = F.log_softmax(logits.float() / T, dim=-1)  # (B, C)
     target = F.log_softmax(teacher.float() / T, dim=-1)  # (B, C)
@@ -54,22 +60,55 @@ def distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch
     return alpha * hard + (1 - alpha) * soft
 
 
-class TeacherCollator:
-    """The student's batches (`Collator`) with each row's teacher logits: "teacher_logits" (B, C) float."""
+def problem_distillation_loss(logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+                              labelled: torch.Tensor, temperature: float, alpha: float,
+                              problem_type: str) -> torch.Tensor:
+    """The mean over the batch of A * hard + (1 - A) * soft. logits, teacher: (B, L); labelled: (B,) bool.
+    multi-label, labels (B, L) 0/1: hard = binary cross-entropy per label (mean over labels, labelled rows only);
+      soft = T^2 * the binary KL(teacher || student) per label of the sigmoids at T (mean over labels).
+    regression, labels (B,): hard = squared error to the target (labelled rows); soft = squared error to the
+      teacher's value."""
+    x, t = logits.float(), teacher.float()
+    B = len(x)
+    if problem_type == "regression":
+        soft = F.mse_loss(x[:, 0], t[:, 0])
+        hard = ((x[:, 0] - labels.float()) ** 2)[labelled].sum() / B
+    else:
+        T = temperature
+        target = torch.sigmoid(t / T)  # (B, L)
+        # BCE(student, p) - BCE(p, p) is the binary KL(p || student): the same gradient, and 0 when they agree
+        soft = (F.binary_cross_entropy_with_logits(x / T, target) -
+                F.binary_cross_entropy_with_logits(t / T, target)) * T * T
+        hard = F.binary_cross_entropy_with_logits(x, labels.float(), reduction="none").mean(1)[labelled].sum() / B
+    return alpha * hard + (1 - alpha) * soft
 
-    def __init__(self, collator):
+
+class TeacherCollator:
+    """The student's batches (`Collator`) with each row's teacher logits: "teacher_logits" (B, C) float, and for
+    multi-label and regression, whose unlabelled rows hold no label, "labelled" (B,) bool beside labels that hold a
+    placeholder (no label set, 0.0) on those rows."""
+
+    def __init__(self, collator, problem_type: str = "single-label"):
         self.collator = collator
+        self.problem_type = problem_type
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        if "teacher_logits" not in rows[0]:  # validation and test: the student's own batches
+            return self.collator(rows)
+        labelled = [row["label"] is not None for row in rows]
+        if self.problem_type != "single-label":
+            empty = [] if self.problem_type == "multi-label" else 0.0
+            rows = [row if ok else {**row, "label": empty} for row, ok in zip(rows, labelled)]
         batch = self.collator(rows)
-        if "teacher_logits" in rows[0]:
-            batch["teacher_logits"] = torch.tensor([row["teacher_logits"] for row in rows], dtype=torch.float32)
+        batch["teacher_logits"] = torch.tensor([row["teacher_logits"] for row in rows], dtype=torch.float32)
+        if self.problem_type != "single-label":
+            batch["labelled"] = torch.tensor(labelled)  # (B,)
         return batch
 
 
 class DistillData(PreparedData):
     def collator(self, model: torch.nn.Module):
-        return TeacherCollator(super().collator(model))
+        return TeacherCollator(super().collator(model), self.problem_type)
 
 
 def _teacher_fingerprint(teacher: "TrainedModel") -> str:
@@ -130,10 +169,7 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
 
     dc = cfg.distill
     dsd = load_data(cfg.data)
-    if problem_type(dsd) != "single-label":
-        raise TextclsError(f"distill learns the teacher's distribution over classes: single-label classification "
-                           f"only, and {cfg.data.data!r} is {problem_type(dsd)}; train the student with `textcls "
-                           f"train` instead")
+    problem = problem_type(dsd)
     unlabelled = dc.unlabelled_splits if dc.unlabelled_splits is not None else \
         [s for s in ("unsupervised",) if s in dsd]
     missing = [s for s in unlabelled if s not in dsd]
@@ -145,30 +181,33 @@ def prepare_distillation_data(cfg: RunConfig) -> DistillData:
     # Data is prepared by the main process first (main_process_first): it alone computes the teacher's logits, and
     # the other processes read them from its cache.
     teacher.split_over_processes = False
-    if teacher.problem_type != "single-label":
-        raise TextclsError(f"the teacher {str(teacher.folder)!r} is a {teacher.problem_type} model; distill learns "
-                           f"from a single-label classifier's distribution over classes")
+    if teacher.problem_type != problem:
+        raise TextclsError(f"the teacher {str(teacher.folder)!r} is a {teacher.problem_type} model and "
+                           f"{cfg.data.data!r} is {problem} data; distill from a teacher of the same problem type")
     teacher.check_data(pairs="text_pair" in dsd["train"].column_names)
-    columns = _teacher_columns(teacher, names, cfg.data.data)
+    # a regression's one output is its value, whatever the teacher named it
+    columns = np.zeros(1, dtype=np.int64) if problem == "regression" else _teacher_columns(teacher, names,
+                                                                                            cfg.data.data)
     learn_from = ["train", *[s for s in unlabelled if s != "train"]]
     tokenizer = tokenizer_for_run(cfg.tokenize, cfg.model, {s: dsd[s] for s in learn_from})
     keep = [s for s in dsd if s in learn_from or s in ("validation", "test")]
     tokenized = tokenize_data(DatasetDict({s: dsd[s] for s in keep}), tokenizer, cfg.tokenize)
     cache = cache_root(cfg.tokenize) / "teacher"
     logits = {s: teacher_logits(teacher, dsd[s], s, cache, dc.teacher_batch_size)[:, columns] for s in learn_from}
-    agree = np.mean(logits["train"].argmax(1) == np.asarray(dsd["train"]["label"]))
-    log.info("the teacher agrees with %.2f%% of the training labels; the student learns from %s", 100 * agree,
-             ", ".join(f"{s} ({len(dsd[s]):,})" for s in learn_from))
+    if problem == "single-label":
+        agree = np.mean(logits["train"].argmax(1) == np.asarray(dsd["train"]["label"]))
+        log.info("the teacher agrees with %.2f%% of the training labels", 100 * agree)
+    log.info("the student learns from %s", ", ".join(f"{s} ({len(dsd[s]):,})" for s in learn_from))
     parts = []
     for split in learn_from:
         part = tokenized[split].add_column("teacher_logits", logits[split].tolist())  # (N, C) in data label order
         if split != "train":  # unlabelled texts: the teacher's term only, whatever labels the split has
-            part = part.map(lambda row: {"label": -1})
+            part = part.map(lambda row: {"label": -1 if problem == "single-label" else None})
         parts.append(part)
     out = DatasetDict({"train": concatenate_datasets(parts),
                        **{s: tokenized[s] for s in keep if s not in learn_from}})
     del teacher
-    return DistillData(out, tokenizer, names, cfg.tokenize, num_workers=cfg.train.num_workers)
+    return DistillData(out, tokenizer, names, cfg.tokenize, num_workers=cfg.train.num_workers, problem_type=problem)
 
 
 class DistillTrainer(Trainer):
@@ -181,10 +220,11 @@ class DistillTrainer(Trainer):
 
     def loss(self, batch: dict) -> torch.Tensor:
         teacher = batch.pop("teacher_logits")  # (B, C)
-        labels = batch.pop("labels")  # (B,), -1 for unlabelled rows
+        labels = batch.pop("labels")  # (B,), -1 for unlabelled rows; multi-label (B, L) and regression (B,)
+        labelled = batch.pop("labelled", None)  # (B,) bool, multi-label and regression
         logits = self.model(**batch).logits  # (B, C)
         return distillation_loss(logits, teacher, labels, self.cfg.distill.temperature, self.cfg.distill.alpha,
-                                 self.class_weights)
+                                 self.class_weights, self.problem_type, labelled)
 
 
 def distill(cfg: RunConfig, output: Optional[Path] = None, resume: Optional[Path] = None) -> dict:
