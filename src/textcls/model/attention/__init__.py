@@ -115,6 +115,13 @@ class Attention(nn.Module):
         return scores.softmax(dim=-1) @ v
 
 
+def layout_dtype(device: torch.device) -> torch.dtype:
+    """The dtype the attention will run in on `device` (autocast's, else the default): the one a `prepare` builds
+    its additive masks in, so that no layer casts them again."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else \
+        torch.get_default_dtype()
+
+
 _REGISTRY: dict[str, tuple[type[Attention], type[AttentionOptions]]] = {}
 
 

@@ -42,7 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from textcls.config import AttentionOptions, opt
-from textcls.model.attention import Attention, AttentionInputs, AttentionShape, register_attention
+from textcls.model.attention import (Attention, AttentionInputs, AttentionShape, layout_dtype,
+                                     register_attention)
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ class BigBirdAttention(Attention):
     def prepare(self, inputs: AttentionInputs) -> AttentionInputs:
         ids = inputs.input_ids
         device = ids.device
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else \
-            torch.get_default_dtype()
+        dtype = layout_dtype(device)
         o = self.options
         layout = bigbird_layout(*ids.shape, o.bigbird_block, o.bigbird_random, o.bigbird_seed,
                                 inputs.key_padding_mask, dtype, device)

@@ -54,7 +54,8 @@ import torch.nn.functional as F
 
 from textcls.config import AttentionOptions, opt
 from textcls.errors import TextclsError
-from textcls.model.attention import Attention, AttentionInputs, AttentionShape, register_attention
+from textcls.model.attention import (Attention, AttentionInputs, AttentionShape, layout_dtype,
+                                     register_attention)
 
 
 @dataclass
@@ -213,8 +214,7 @@ class LshAttention(Attention):
     def prepare(self, inputs: AttentionInputs) -> AttentionInputs:
         ids = inputs.input_ids
         device = ids.device
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else \
-            torch.get_default_dtype()
+        dtype = layout_dtype(device)
         layout = lsh_layout(*ids.shape, self.options.lsh_chunk, inputs.key_padding_mask, dtype, device)
         return dataclasses.replace(inputs, state=layout)
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from textcls.config import AttentionOptions, opt
 from textcls.errors import TextclsError
-from textcls.model.attention import Attention, AttentionInputs, AttentionShape, register_attention
+from textcls.model.attention import (Attention, AttentionInputs, AttentionShape, layout_dtype,
+                                     register_attention)
 
 
 @dataclass
@@ -59,8 +60,7 @@ class SlidingAttention(Attention):
             global_mask[:, 0] = True  # [CLS]
         ids = inputs.input_ids
         device = ids.device
-        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else \
-            torch.get_default_dtype()
+        dtype = layout_dtype(device)
         layout = sliding_layout(*ids.shape, self.options.sliding_window, inputs.key_padding_mask, global_mask, dtype,
                                 device)
         return dataclasses.replace(inputs, global_mask=global_mask, state=layout)
