@@ -178,7 +178,7 @@ PROBLEM_METHODS = {"regression": {"tfidf-lr": TfidfRidge}, "multi-label": {"tfid
 
 def _labels(ds: "Dataset", split: str, data: str, num_labels: int = 0) -> np.ndarray:
     """(N,) class ids, (N,) regression targets, or (N, num_labels) 0/1 rows of a multi-label split."""
-    from textcls.data.sources import is_labelled, problem_type
+    from textcls.data.sources import is_labelled, multi_hot, problem_type
 
     problem = problem_type(ds)
     if problem != "single-label":
@@ -187,10 +187,7 @@ def _labels(ds: "Dataset", split: str, data: str, num_labels: int = 0) -> np.nda
                                f"every row of train and of the splits it is measured on")
         if problem == "regression":
             return np.asarray(ds.with_format("numpy")["label"][:], dtype=np.float32)
-        hot = np.zeros((len(ds), num_labels), dtype=np.float32)
-        for i, ids in enumerate(ds.with_format("arrow")["label"].to_pylist()):
-            hot[i, ids] = 1.0
-        return hot
+        return multi_hot(ds.with_format("arrow")["label"].to_pylist(), num_labels)
     labels = np.asarray(ds.with_format("numpy")["label"][:])
     if len(labels) == 0 or (labels < 0).any():
         raise TextclsError(f"split {split!r} of {data!r} has rows without a label; the baseline needs a label on "

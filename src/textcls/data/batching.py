@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from textcls.config import TokenizeConfig
+from textcls.data.sources import multi_hot
 from textcls.errors import TextclsError
 
 if TYPE_CHECKING:
@@ -92,10 +93,7 @@ class Collator:
         if not isinstance(labels[0], list):
             return torch.tensor(labels, dtype=torch.long)  # (B,)
         width = self.num_labels if self.num_labels is not None else 1 + max((max(r) for r in labels if r), default=0)
-        out = torch.zeros(len(labels), width)  # (B, L)
-        for i, ids in enumerate(labels):
-            out[i, ids] = 1.0
-        return out
+        return torch.from_numpy(multi_hot(labels, width))  # (B, L)
 
 
 class ShuffledBatchSampler:

@@ -142,6 +142,14 @@ def problem_type(data) -> str:
     return SINGLE if hasattr(feature, "names") else MULTI if hasattr(feature, "feature") else REGRESSION
 
 
+def multi_hot(label_ids: list, width: int) -> np.ndarray:
+    """(N, width) float32 0/1 rows from each row's list of label ids (a multi-label split's label column)."""
+    out = np.zeros((len(label_ids), width), dtype=np.float32)
+    for i, ids in enumerate(label_ids):
+        out[i, ids] = 1.0
+    return out
+
+
 def is_labelled(ds: "Dataset") -> bool:
     """Whether every row of a split from `load_data` has a label."""
     if "label" not in ds.column_names or not len(ds):

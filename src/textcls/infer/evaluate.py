@@ -56,7 +56,7 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     from datasets import DatasetDict
 
     from textcls.data.batching import lengths_of
-    from textcls.data.sources import is_labelled, label_names, load_data, problem_type
+    from textcls.data.sources import is_labelled, label_names, load_data, multi_hot, problem_type
     from textcls.data.tokenize import tokenize_data
     from textcls.infer.model import document_labels, load_trained, main_process_first, process_rank
     from textcls.metrics import problem_metrics
@@ -89,10 +89,8 @@ def evaluate_model(model_path: Path, data_cfg: DataConfig, split: str = "test", 
     columns = tokenized.with_format("numpy")
     doc_ids = columns["doc_id"][:] if "doc_id" in tokenized.column_names else None
     if problem == "multi-label":  # each row's label ids → a 0/1 row over the model's outputs
-        hot = np.zeros((len(tokenized), len(trained.label_names)), dtype=np.float32)  # (rows, L)
-        for i, ids in enumerate(tokenized.with_format("arrow")["label"].to_pylist()):
-            hot[i, to_model[ids]] = 1.0
-        labels = document_labels(hot, doc_ids)
+        rows = [to_model[ids] for ids in tokenized.with_format("arrow")["label"].to_pylist()]
+        labels = document_labels(multi_hot(rows, len(trained.label_names)), doc_ids)  # (docs, L)
     elif problem == "regression":
         labels = document_labels(columns["label"][:].astype(np.float32), doc_ids)
     else:
