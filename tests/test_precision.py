@@ -118,3 +118,29 @@ def test_dropout_gradient_is_the_mask_and_the_seed_repeats_it():
     torch.manual_seed(1)
     assert torch.equal(Dropout(0.3).train()(x), y)
     assert x.grad.dtype == torch.float32 and Dropout(0.3).train()(x.bfloat16()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_mask_keeps_1_minus_p_in_both_halves_of_each_draw(p):
+    # one 31-bit integer gives two elements their bits (16 and 15, thresholds of their own): both must keep 1 - p,
+    # also for an odd count (the last draw is half used)
+    from textcls.model.encoder import keep_mask
+
+    torch.manual_seed(0)
+    keep = keep_mask(torch.Size([1001, 999]), p).float()
+    assert keep.shape == (1001, 999)
+    even, odd = keep.view(-1)[0::2], keep.view(-1)[1::2]
+    for half in (even, odd):  # 5 * 10^5 draws each: the standard error is under 0.0008
+        assert abs(half.mean().item() - (1 - p)) < 0.004
+    # neighbours are independent: as often both kept as chance says
+    assert abs((even[:-1] * odd).mean().item() - (1 - p) ** 2) < 0.004
+
+
+def test_dropout_too_close_to_1_for_15_bits_is_torch_dropout():
+    from textcls.model.encoder import Dropout
+
+    x = torch.ones(100, 100)
+    torch.manual_seed(0)
+    y = Dropout(1 - 2 ** -20).train()(x)
+    torch.manual_seed(0)
+    assert torch.equal(y, torch.nn.functional.dropout(x, 1 - 2 ** -20, training=True))
