@@ -56,12 +56,13 @@ def resolve_mixed_precision(choice: str) -> str:
     return choice
 
 
-def describe_precision(resolved: str) -> str:
-    """The precision a run or a model call uses, and why, for the log."""
+def describe_precision(resolved: str, inference: bool = False) -> str:
+    """The precision a run (autocast, fp32 master weights) or a model call (`inference`: the weights cast) uses, and
+    why, for the log."""
     if resolved == "no":
         return "fp32"
     where = "the GPU" if torch.cuda.is_available() else "this CPU (native bf16: AVX512-BF16/AMX)"
-    return f"{resolved} autocast on {where}, weights fp32"
+    return f"{resolved} weights on {where}" if inference else f"{resolved} autocast on {where}, weights fp32"
 
 
 def make_accelerator(tc: TrainConfig, run_dir: Path):
