@@ -114,6 +114,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     import torch
+
+    from textcls.allocator import keep_freed_memory
+    keep_freed_memory()  # as the textcls command does first thing: the step rates below are those training sees
     rates = {"no": matmul_rate(torch.float32), "bf16": matmul_rate(torch.bfloat16)}
     steps = {mp: step_rate(args.data, mp == "bf16") for mp in ("no", "bf16")}
     jobs = {}
