@@ -233,15 +233,16 @@ def trained_run(tmp_path_factory, small_imdb) -> Path:
     return folder / "run"
 
 
-def _save_hf_classifier(folder: Path, tokenizer_path: Path, label_names: tuple[str, ...] | None) -> Path:
+def _save_hf_classifier(folder: Path, tokenizer_path: Path, label_names: tuple[str, ...] | None, **config) -> Path:
     """A folder written by transformers' own `save_pretrained` (bert-tiny dims, random weights drawn wider than
-    usual so that the predictions differ from text to text), with the uncased WordPiece tokenizer saved beside."""
+    usual so that the predictions differ from text to text), with the uncased WordPiece tokenizer saved beside;
+    `config`: more BertConfig fields (problem_type, num_labels)."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     labels = {"id2label": dict(enumerate(label_names))} if label_names else {}  # none: transformers' LABEL_0, 1
     cfg = BertConfig(num_hidden_layers=2, hidden_size=128, num_attention_heads=2, intermediate_size=512,
-                     initializer_range=0.3, **labels)
+                     initializer_range=0.3, **labels, **config)
     torch.manual_seed(0)
     BertForSequenceClassification(cfg).save_pretrained(folder)
     AutoTokenizer.from_pretrained(tokenizer_path).save_pretrained(folder)
@@ -258,6 +259,12 @@ def hf_classifier(tmp_path_factory, minilm_path) -> Path:
 def hf_classifier_named(tmp_path_factory, minilm_path) -> Path:
     """The same weights as `hf_classifier`, with labels neg, pos."""
     return _save_hf_classifier(tmp_path_factory.mktemp("hf_classifier_named"), minilm_path, ("neg", "pos"))
+
+
+@pytest.fixture(scope="session")
+def save_hf_classifier(minilm_path) -> Callable[..., Path]:
+    """`save_hf_classifier(folder, label_names, **config)`: such a folder with other labels or problem type."""
+    return lambda folder, label_names, **config: _save_hf_classifier(folder, minilm_path, label_names, **config)
 
 
 @contextlib.contextmanager

@@ -385,10 +385,57 @@ def test_serve_answers_follow_the_problem_type(multilabel_run, regression_run):
     with TestClient(create_app(load_trained(multilabel_run, precision="no"))) as client:
         (answer,) = client.post("/predict", json={"texts": ["goal and guitar"]}).json()["predictions"]
         assert set(answer) == {"labels", "probabilities"} and set(answer["probabilities"]) == set(TOPICS)
-        assert client.post("/explain", json={"text": "goal"}).status_code == 422
+        out = client.post("/explain", json={"text": "goal and guitar"}).json()
+        assert out["labels"].keys() == answer["labels"].keys()
+        assert out["probabilities"] == pytest.approx(answer["probabilities"], abs=1e-5)
+        assert out["explained"] == max(answer["probabilities"], key=answer["probabilities"].get)
+        assert out["target"] == "log-odds of the explained label" and set(out["thresholds"]) == set(TOPICS)
+        assert [w["text"] for w in out["words"]] == ["goal", "and", "guitar"]
+        assert client.post("/explain", json={"text": "goal", "label": "music"}).json()["explained"] == "music"
+        r = client.post("/explain", json={"text": "goal", "label": "weather"})
+        assert r.status_code == 422 and "the model's labels are" in r.json()["error"]
+        assert client.get("/info").json()["explain_target"] == "log-odds of the explained label"
     with TestClient(create_app(load_trained(regression_run, precision="no"))) as client:
         (answer,) = client.post("/predict", json={"texts": ["A cat."], "text_pairs": ["A dog."]}).json()["predictions"]
         assert set(answer) == {"score"} and isinstance(answer["score"], float)
+        out = client.post("/explain", json={"text": "A cat.", "text_pair": "A dog."}).json()
+        assert out["score"] == pytest.approx(answer["score"], abs=1e-5) and "explained" not in out
+        assert out["target"] == "predicted score" and {w["segment"] for w in out["words"]} == {0, 1}
+        r = client.post("/explain", json={"text": "A cat.", "text_pair": "A dog.", "label": "score"})
+        assert r.status_code == 422 and "a regression model has a score" in r.json()["error"]
+
+
+@pytest.mark.parametrize("kind", ["multi-label", "regression"])
+def test_explain_scores_are_gradient_x_input_of_the_log_odds_or_the_score(kind, multilabel_run, regression_run):
+    """In float64: scaling every word's embedding vectors by (1 + h) changes the explained output (a label's
+    log-odds; the score) by h times the sum of the words' scores, to first order (a central difference)."""
+    from textcls.infer import load_trained
+    from textcls.serve.explain import explain
+
+    trained = load_trained(multilabel_run if kind == "multi-label" else regression_run, precision="no")
+    trained.model.double()
+    text, pair = ("goal and guitar", None) if kind == "multi-label" else ("A cat is here.", "A dog is there.")
+    out = explain(trained, text, pair, label="music" if kind == "multi-label" else None)
+    target = trained.label_names.index("music") if kind == "multi-label" else 0
+    special = set(trained.tokenizer.all_special_ids)
+
+    def output(scale: float) -> float:
+        def hook(module, args, o):  # scale the word vectors of every non-special token
+            rows = torch.tensor([[1.0 if t in special else scale for t in ids] for ids in args[0].tolist()])
+            return o * rows[..., None].to(o.dtype)
+
+        encoded = trained.encoder(pair is not None)([text], None if pair is None else [pair])
+        batch = trained.collator()([{"input_ids": encoded["input_ids"][0], "token_type_ids": encoded["token_type_ids"][0]}])
+        handle = trained.model.encoder.embeddings.word.register_forward_hook(hook)
+        try:
+            with torch.no_grad():  # in float64 throughout (predict's logits are float32: too coarse for this slope)
+                return float(trained.model.eval()(**batch).logits[0, target])
+        finally:
+            handle.remove()
+
+    h = 1e-4
+    slope = (output(1 + h) - output(1 - h)) / (2 * h)
+    assert slope == pytest.approx(sum(w["score"] for w in out["words"]), rel=1e-3, abs=1e-7)
 
 
 def test_data_inspect_counts_label_sets_and_describes_targets(stsb, lists, cli):

@@ -94,3 +94,67 @@ def test_a_bad_input_shows_the_servers_message(server, browser):
     WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "error").text)
     assert "nothing to read" in browser.find_element(By.ID, "error").text
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+
+MULTI_LABELS = ("joy", "anger", "fear")
+
+
+@pytest.fixture(scope="module", params=["multi-label", "regression"])
+def other_server(request, save_hf_classifier, serving, tmp_path_factory):
+    """A server of a multi-label model (three labels, transformers' problem_type) or of a regression model (one
+    output), each a folder transformers wrote."""
+    from textcls.serve.app import create_app
+
+    folder = tmp_path_factory.mktemp(request.param)
+    if request.param == "multi-label":
+        save_hf_classifier(folder, MULTI_LABELS, problem_type="multi_label_classification")
+    else:
+        save_hf_classifier(folder, None, num_labels=1, problem_type="regression")
+    with serving(create_app(load_trained(folder))) as url:
+        yield request.param, url
+
+
+def test_the_page_shows_multi_label_and_regression_predictions(other_server, browser):
+    """Multi-label: the labels above their thresholds, a bar per label with its threshold marked, the explanation of
+    the label chosen in the page. Regression: the score, no bars and no label to choose, words that raise or lower
+    it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    kind, server = other_server
+    want = httpx.post(f"{server}/predict", json={"texts": [REVIEW]}, timeout=60).json()["predictions"][0]
+    browser.get(server)
+    wait = WebDriverWait(browser, 60)
+    wait.until(EC.text_to_be_present_in_element((By.ID, "model"), "multi-label, labels joy, anger, fear"
+                                                if kind == "multi-label" else "regression"))
+    browser.find_element(By.ID, "text").send_keys(REVIEW)
+    if kind == "multi-label":
+        Select(browser.find_element(By.ID, "explain-label")).select_by_value("fear")
+    else:
+        assert not browser.find_element(By.ID, "explain-box").is_displayed()
+    browser.find_element(By.ID, "submit").click()
+    wait.until(lambda d: d.find_element(By.ID, "label").text.strip())
+    assert browser.find_element(By.ID, "error").text == ""
+
+    bars = browser.find_elements(By.CSS_SELECTOR, "#bars .bar")
+    if kind == "multi-label":
+        assert browser.find_element(By.ID, "label-title").text == "Predicted labels"
+        assert browser.find_element(By.ID, "label").text == (", ".join(want["labels"]) or "none above its threshold")
+        assert [b.get_attribute("data-label") for b in bars] == list(MULTI_LABELS)
+        for bar in bars:
+            name = bar.get_attribute("data-label")
+            pct = float(bar.find_element(By.CSS_SELECTOR, ".pct").text.rstrip("%"))
+            assert pct == pytest.approx(100 * want["probabilities"][name], abs=0.06)
+            assert float(bar.get_attribute("data-threshold")) == 0.5  # no tuned thresholds saved: 0.5
+            assert ("best" in bar.get_attribute("class")) == (name in want["labels"])
+        assert "fear" in browser.find_element(By.ID, "explained-title").text
+        assert "log-odds" in browser.find_element(By.ID, "method").text
+    else:
+        assert browser.find_element(By.ID, "label-title").text == "Predicted score"
+        assert float(browser.find_element(By.ID, "label").text) == pytest.approx(want["score"], abs=1e-4)
+        assert bars == []
+        assert browser.find_element(By.ID, "legend-up").text == "raising the score"
+    words = browser.find_elements(By.CSS_SELECTOR, "#explained span.word")
+    scores = [float(w.get_attribute("data-score")) for w in words]
+    assert len(words) > 10 and all(math.isfinite(s) for s in scores) and any(s != 0 for s in scores)

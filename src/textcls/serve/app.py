@@ -1,7 +1,8 @@
 """The HTTP API of `textcls serve`: a FastAPI app over one TrainedModel.
 
     POST /predict  {"texts": [...], "text_pairs": [...]?}  -> {"predictions": [{"label", "probabilities"}, ...]}
-    POST /explain  {"text": ..., "text_pair": ...?}        -> prediction + per-word scores (gradient x input)
+    POST /explain  {"text": ..., "text_pair": ...?, "label": ...?}
+                   -> the prediction + per-word scores (gradient x input) for a label (default: the predicted one)
     GET  /info     labels, max length, attention, batching and request limits
     GET  /health   {"status": "ok"}
     GET  /         the web page (page.html)
@@ -35,7 +36,7 @@ from textcls.infer.model import TrainedModel
 from textcls.infer.predict import prediction_rows
 from textcls.serve import FORWARD_BATCH, Limits
 from textcls.serve.batcher import Batcher, BatcherClosed
-from textcls.serve.explain import METHOD, TARGET, explain
+from textcls.serve.explain import METHOD, TARGETS, explain
 
 log = logging.getLogger("textcls")
 
@@ -50,6 +51,7 @@ class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     text: str
     text_pair: Optional[str] = None
+    label: Optional[str] = None  # the label to explain (a classifier's); None: the predicted / most probable one
 
 
 def pair_mode(trained: TrainedModel) -> Optional[bool]:
@@ -72,7 +74,8 @@ def model_info(trained: TrainedModel, pair: Optional[bool]) -> dict:
     return {"model": str(trained.folder.resolve()), "labels": trained.label_names, **problem,
             "max_length": cfg.max_length, "truncation": cfg.truncation,
             "attention": {"name": attention.name, "options": dataclasses.asdict(attention.options)},
-            "pair": pair, "explain_method": METHOD, "explain_target": TARGET}
+            "pair": pair, "explain_method": METHOD,
+            "explain_target": TARGETS[trained.problem_type]}
 
 
 class BodyLimit:
@@ -223,11 +226,9 @@ def create_app(trained: TrainedModel, max_batch: int = 64, max_wait_ms: float = 
     @app.post("/explain")
     async def explain_one(body: ExplainRequest):
         check_texts([body.text], None if body.text_pair is None else [body.text_pair])
-        if trained.problem_type != "single-label":
-            raise HTTPException(422, f"/explain explains a single-label classifier's prediction; this model is "
-                                     f"{trained.problem_type} (use /predict)")
         loop = asyncio.get_running_loop()
-        return await answer(loop.run_in_executor(batcher.executor, explain, trained, body.text, body.text_pair))
+        return await answer(loop.run_in_executor(batcher.executor, explain, trained, body.text, body.text_pair,
+                                                         body.label))
 
     @app.get("/health")
     async def health():

@@ -1,10 +1,14 @@
 """Which words pushed the prediction: gradient x input on the word embeddings (Shrikumar et al. 2016; Denil et al.
 2014), per word.
 
-For one text: e = the word embeddings of its tokens (B windows, T tokens, C hidden), y = the log-probability of the
-predicted label. A token's score is sum over C of dy/de * e: the first-order share of y that its word vector
-carries (positive: towards the predicted label, negative: against it). Wordpieces are then merged into the words
-of the tokenizer's pre-tokenizer, with their character offsets in the text.
+For one text: e = the word embeddings of its tokens (B windows, T tokens, C hidden), y = the explained output:
+- single-label: the log-probability of a label (by default the predicted one);
+- multi-label: the log-odds (logit) of a label (by default the most probable one): each label is its own yes/no
+  decision, and its log-odds is what its sigmoid and threshold read;
+- regression: the predicted score.
+A token's score is sum over C of dy/de * e: the first-order share of y that its word vector carries (positive:
+towards the label, or raising the score; negative: against it, or lowering it). Wordpieces are then merged into the
+words of the tokenizer's pre-tokenizer, with their character offsets in the text.
 
 The text is tokenized exactly as the model sees it in predict (the same encoder, truncation and special tokens);
 words that truncation cut off get score 0 and `seen: false`. With --truncation chunks the prediction is the mean
@@ -15,11 +19,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+from textcls.errors import TextclsError
+
 if TYPE_CHECKING:
     from textcls.infer.model import TrainedModel
 
 METHOD = "gradient x input"
-TARGET = "log-probability of the predicted label"
+TARGETS = {"single-label": "log-probability of the explained label", "multi-label": "log-odds of the explained label",
+           "regression": "predicted score"}
 
 
 def _origins(template: tuple, kept: tuple[list[int], ...]) -> list[Optional[tuple[int, int]]]:
@@ -31,10 +38,18 @@ def _origins(template: tuple, kept: tuple[list[int], ...]) -> list[Optional[tupl
     return out
 
 
-def explain(trained: "TrainedModel", text: str, pair: Optional[str] = None) -> dict:
-    """Prediction (label, probabilities) and per-word scores for `text` (and its `pair`): one forward and one
+def explain(trained: "TrainedModel", text: str, pair: Optional[str] = None, label: Optional[str] = None) -> dict:
+    """The prediction, as /predict gives it, and per-word scores for `text` (and its `pair`), explaining `label`
+    (a classifier's; None: the predicted or most probable one; `explained` in the answer): one forward and one
     backward pass, the model's weights untouched (no .grad is left on them)."""
     import torch
+
+    from textcls.infer.predict import prediction_rows
+
+    if label is not None and (trained.problem_type == "regression" or label not in trained.label_names):
+        raise TextclsError(f"cannot explain label {label!r}: " + (
+            "a regression model has a score, not labels" if trained.problem_type == "regression" else
+            f"the model's labels are {', '.join(trained.label_names)}"))
 
     pairs = pair is not None
     trained.check_data(pairs)
@@ -70,9 +85,9 @@ def explain(trained: "TrainedModel", text: str, pair: Optional[str] = None) -> d
     try:
         with torch.enable_grad():
             logits = model(**inputs).logits.float().mean(0)  # (num_labels,): windows averaged, as in predict
-            log_probs = logits.log_softmax(-1)
-            best = int(log_probs.argmax())
-            (grad,) = torch.autograd.grad(log_probs[best], captured[0])  # (W, T, C)
+            target = int(logits.argmax()) if label is None else trained.label_names.index(label)
+            y = logits.log_softmax(-1)[target] if trained.problem_type == "single-label" else logits[target]
+            (grad,) = torch.autograd.grad(y, captured[0])  # (W, T, C)
     finally:
         handle.remove()
     token_scores = (grad * captured[0]).sum(-1).detach().cpu().tolist()  # (W, T)
@@ -97,7 +112,11 @@ def explain(trained: "TrainedModel", text: str, pair: Optional[str] = None) -> d
             w["seen"] = w["seen"] or seen[s][p]
         for w in sorted(merged.values(), key=lambda w: w["start"]):
             words.append({"text": segment[w["start"]:w["end"]], **w})
-    probs = logits.softmax(-1).tolist()
-    return {"label": trained.label_names[best], "probabilities": dict(zip(trained.label_names, probs)),
-            "method": METHOD, "target": TARGET, "words": words,
-            "truncated": not all(all(s) for s in seen)}
+    prediction = prediction_rows([text], None, trained.scores(logits.detach()[None]), trained.label_names,
+                                 trained.problem_type, trained.thresholds)[0]
+    del prediction["text"]
+    if trained.problem_type == "multi-label":
+        prediction["thresholds"] = dict(zip(trained.label_names, trained.thresholds or [0.5] * len(logits)))
+    explained = {} if trained.problem_type == "regression" else {"explained": trained.label_names[target]}
+    return prediction | explained | {"method": METHOD, "target": TARGETS[trained.problem_type], "words": words,
+                                     "truncated": not all(all(s) for s in seen)}
