@@ -1,5 +1,5 @@
-"""`textcls predict`'s fast paths on one model and the same reviews: torch fp32 (the reference), torch bf16 autocast
-(only on a CPU that computes bf16 natively), ONNX Runtime fp32 and ONNX Runtime with int8 weights.
+"""`textcls predict`'s fast paths on one model and the same reviews: torch fp32 (the reference), torch bf16
+(the weights cast, as `--mixed-precision bf16`; only on a CPU that computes bf16 natively), ONNX Runtime fp32 and ONNX Runtime with int8 weights.
 
     python benchmarks/bench_infer.py [--data PATH] [--n 2000] [--batch-size 32] [--model RUN_OR_FOLDER]
                                      [--repeat 2] [--with-accuracy] [--output FILE]
@@ -53,7 +53,7 @@ def variants(folder: Path, tmp: Path) -> dict:
     cpu = torch.device("cpu")
     out = {REFERENCE: load_trained(folder, device=cpu, precision="no")}
     if cpu_has_native_bf16():
-        out["torch bf16 autocast"] = load_trained(folder, device=cpu, precision="bf16")
+        out["torch bf16"] = load_trained(folder, device=cpu, precision="bf16")
     for quantize in (None, "int8"):
         name = f"onnx {quantize or 'fp32'}"
         export_model(folder, tmp / name.replace(" ", "-"), "onnx", quantize=quantize)

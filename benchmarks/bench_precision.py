@@ -168,7 +168,7 @@ def main() -> None:
                       f"{100 * (b['accuracy'] - f['accuracy']):+.2f} points"]
     lines += ["",
               "| predict, 25,000 test reviews (fp32-trained model) | time | test accuracy |", "|---|---|---|"]
-    for mp, name in (("no", "fp32"), ("bf16", "bf16 autocast")):
+    for mp, name in (("no", "fp32"), ("bf16", "bf16 (weights cast)")):
         lines.append(f"| {name} | {preds[mp]['seconds']:.1f} s | {acc[mp]:.2%} |")
     lines += ["", f"bf16 / fp32 predict: **{preds['no']['seconds'] / preds['bf16']['seconds']:.2f}x**; labels agree "
                   f"on {agree:.2%} of the reviews; largest probability difference {max_diff:.4f}"]

@@ -90,7 +90,8 @@ def explain(trained: "TrainedModel", text: str, pair: Optional[str] = None, labe
             (grad,) = torch.autograd.grad(y, captured[0])  # (W, T, C)
     finally:
         handle.remove()
-    token_scores = (grad * captured[0]).sum(-1).detach().cpu().tolist()  # (W, T)
+    # summed in fp32: a bf16 model's gradients and word vectors are bf16 (--mixed-precision bf16 casts the weights)
+    token_scores = (grad.float() * captured[0].float()).sum(-1).detach().cpu().tolist()  # (W, T)
 
     # wordpiece scores, summed over the windows that hold each wordpiece
     piece_scores = [[0.0] * len(e.ids) for e in encodings]
