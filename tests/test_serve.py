@@ -109,6 +109,24 @@ def test_a_batch_waits_at_most_max_wait_and_not_at_all_once_full():
     assert run.batches == [["a", "b", "c"]]
 
 
+def test_a_batch_closes_when_arrivals_pause_for_a_quarter_of_max_wait():
+    """Requests 100 ms apart keep a batch open (max_wait 2 s: the pause that closes it is 500 ms); once they stop,
+    the batch runs after that pause, not after the whole 2 s."""
+    async def body(batcher):
+        start = time.monotonic()
+        waiting = []
+        for text in "abc":
+            waiting.append(asyncio.ensure_future(batcher.submit([text])))
+            await asyncio.sleep(0.1)
+        await asyncio.gather(*waiting)
+        return start
+
+    run = Recorder()
+    start = run_batcher(run, body, max_batch=64, max_wait_ms=2000)
+    assert run.batches == [["a", "b", "c"]]
+    assert 0.6 <= run.starts[0] - start < 1.5  # c at 0.2 s + a 0.5 s pause; not 2 s (wide margins, a busy machine)
+
+
 def test_the_wait_counts_from_the_first_requests_arrival():
     """A request that arrived during a model call longer than max_wait has waited enough: the next call starts as
     soon as that one ends, not max_wait later."""

@@ -4,9 +4,10 @@ Every model call has a fixed cost (tokenizing set-up, a DataLoader, the Python d
 thread hop) and a GPU or many cores do a batch of texts in little more time than one; so a server that runs each
 request on its own wastes that when many small requests arrive at once. Here every request goes into one asyncio
 queue, and a single worker task takes the first waiting request, then keeps taking requests until the batch holds
-`max_batch` texts or `max_wait_ms` have passed since that first one arrived, runs ONE model call on all of their
-texts in a worker thread (so that the event loop keeps accepting requests meanwhile), and hands each request its
-own rows. (On a small CPU with long texts the model's arithmetic dominates and batching gains little: see
+`max_batch` texts, or `max_wait_ms` have passed since that first one arrived, or no request has arrived for a
+quarter of `max_wait_ms` (a burst is over: waiting longer would only leave the model idle), runs ONE model call on
+all of their texts in a worker thread (so that the event loop keeps accepting requests meanwhile), and hands each
+request its own rows. (On a small CPU with long texts the model's arithmetic dominates and batching gains less: see
 benchmarks/serve_load.py.)
 
 Framework-free (asyncio alone): `run(texts, pairs)` is any function that returns one row per text, in order.
@@ -133,7 +134,7 @@ class Batcher:
 
     async def _collect(self) -> list[_Request]:
         """The next batch: the first waiting request, then those that arrive within max_wait of its arrival (or
-        were already waiting), while they fit in max_batch texts and are of the same kind (single texts or pairs: one
+        were already waiting) and less than max_wait / 4 after the one before, while they fit in max_batch texts and are of the same kind (single texts or pairs: one
         model call takes one kind). A request that does not fit is held for the next batch."""
         first = self._held or await self._queue.get()
         self._held = None
@@ -141,7 +142,9 @@ class Batcher:
         # from the first one's arrival: a request that already waited through the previous model call waits no more
         deadline = first.arrived + self.max_wait
         while size < self.max_batch:
-            request = await self._next(deadline - time.monotonic())
+            # ... or until the arrivals pause for a quarter of max_wait: a burst of requests is then over, and
+            # waiting out the rest of max_wait would leave the model idle
+            request = await self._next(min(deadline - time.monotonic(), self.max_wait / 4))
             if request is None:
                 break
             if size + len(request.texts) > self.max_batch or (request.pairs is None) != (first.pairs is None):
