@@ -1,12 +1,12 @@
 """`textcls serve` under load: dynamic batching on (the defaults) against off (`--max-batch 1`).
 
     python benchmarks/serve_load.py MODEL [--data PATH] [--clients 16] [--requests 2000] [--max-chars N]
-                                          [--output DIR]
+                                          [--client httpx|aiohttp] [--output DIR]
 
 Starts `textcls serve MODEL` twice as a child process on a free loopback port (127.0.0.1 only), once with the
 default batching and once with `--max-batch 1`, and sends each the same --requests single-review POST /predict
-requests from --clients concurrent clients (asyncio + httpx; each client sends its next request as soon as its
-last one is answered). The reviews are a seeded sample of the test split of --data (test.parquet, column `text`),
+requests from --clients concurrent clients (asyncio + httpx, or aiohttp with --client aiohttp; each client sends its
+next request as soon as its last one is answered). The reviews are a seeded sample of the test split of --data (test.parquet, column `text`),
 whole or cut to their first --max-chars characters (short texts: where a model call's fixed cost dominates).
 Reports throughput (requests/s), p50/p99 latency, the batches the server formed, the share of the time the model
 was busy (from the server's /info), and the ratio of the two throughputs; checks that every request was answered with 200 and that every answer equals `textcls predict`
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -45,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder holding test.parquet (default: %(default)s)")
     p.add_argument("--clients", type=int, default=16, help="concurrent clients (default: 16)")
     p.add_argument("--requests", type=int, default=2000, help="requests per server, one review each (default: 2000)")
+    p.add_argument("--client", choices=["httpx", "aiohttp"], default="httpx",
+                   help="the clients' HTTP library (default: httpx; aiohttp spends less of the shared CPU per request)")
     p.add_argument("--max-chars", type=int, help="cut each review to its first N characters (default: whole)")
     p.add_argument("--time-limit", type=float, default=600, help="seconds a server's run may take (default: 600)")
     p.add_argument("--output", metavar="DIR", help="write serve_load.md and serve_load.json here")
@@ -84,32 +87,55 @@ class ServeProcess:
         return {"exit_status": rc, "traceback": any("Traceback" in line for line in self.stderr)}
 
 
-async def load(url: str, texts: list[str], clients: int, time_limit: float) -> dict:
-    """Send texts[i] to /predict once each from `clients` concurrent clients; answers and latencies by index."""
-    import httpx
+@contextlib.asynccontextmanager
+async def http_client(kind: str, url: str, connections: int):
+    """`request(method, path, body=None) -> (status, answer)` over `connections` keep-alive connections to `url`,
+    with httpx or aiohttp. The clients share the machine's cores with the server: a lighter client leaves the server
+    more of them (aiohttp spends less CPU per request than httpx)."""
+    if kind == "httpx":
+        import httpx
 
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+            async def request(method: str, path: str, body=None):
+                r = await http.request(method, path, json=body)
+                return r.status_code, (r.json() if r.status_code == 200 else r.text)
+            yield request
+    else:
+        try:
+            import aiohttp
+        except ImportError:
+            raise SystemExit("--client aiohttp needs aiohttp: pip install aiohttp") from None
+        connector = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(url, connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
+            async def request(method: str, path: str, body=None):
+                async with http.request(method, path, json=body) as r:
+                    return r.status, (await r.json() if r.status == 200 else await r.text())
+            yield request
+
+
+async def load(url: str, texts: list[str], clients: int, time_limit: float, kind: str = "httpx") -> dict:
+    """Send texts[i] to /predict once each from `clients` concurrent clients; answers and latencies by index."""
     answers: list = [None] * len(texts)
     statuses: list = [None] * len(texts)
     latencies: list = [None] * len(texts)
     next_index = iter(range(len(texts)))
 
-    async def client(http: httpx.AsyncClient):
+    async def client(request):
         for i in next_index:  # one shared iterator: each request is sent once, by whichever client is free
             start = time.perf_counter()
-            r = await http.post("/predict", json={"texts": [texts[i]]})
+            statuses[i], answer = await request("POST", "/predict", {"texts": [texts[i]]})
             latencies[i] = time.perf_counter() - start
-            statuses[i] = r.status_code
-            answers[i] = r.json()["predictions"][0] if r.status_code == 200 else r.text
+            answers[i] = answer["predictions"][0] if statuses[i] == 200 else answer
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    async with http_client(kind, url, clients) as request:
         # warm-up (not timed): the server's first requests pay for lazy set-up
-        await asyncio.gather(*(http.post("/predict", json={"texts": [t]}) for t in texts[:clients]))
-        before = (await http.get("/info")).json()
+        await asyncio.gather(*(request("POST", "/predict", {"texts": [t]}) for t in texts[:clients]))
+        before = (await request("GET", "/info"))[1]
         start = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*(client(http) for _ in range(clients))), time_limit)
+        await asyncio.wait_for(asyncio.gather(*(client(request) for _ in range(clients))), time_limit)
         seconds = time.perf_counter() - start
-        after = (await http.get("/info")).json()
+        after = (await request("GET", "/info"))[1]
     return {"answers": answers, "statuses": statuses, "latencies": latencies, "seconds": seconds,
             "batches": after["batches"] - before["batches"], "texts": after["texts_predicted"] - before["texts_predicted"],
             "model_seconds": after["model_seconds"] - before["model_seconds"], "max_batch": after["max_batch"],
@@ -132,7 +158,7 @@ def agrees(answer: dict, want: dict, atol: float) -> bool:
 def run_mode(name: str, flags: list[str], args, texts: list[str], reference: list[dict]) -> dict:
     server = ServeProcess(args.model, flags)
     try:
-        result = asyncio.run(load(server.url, texts, args.clients, args.time_limit))
+        result = asyncio.run(load(server.url, texts, args.clients, args.time_limit, args.client))
     except asyncio.TimeoutError:
         raise SystemExit(f"{name}: not done within --time-limit {args.time_limit} s")
     finally:
@@ -159,8 +185,8 @@ def markdown(rows: list[dict], ratio: float, args, command: str) -> str:
                      f"{r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['batches']} | "
                      f"{r['mean_texts_per_batch']:.1f} | {100 * r['model_busy']:.0f}% |")
     texts = f"reviews cut to {args.max_chars} characters" if args.max_chars else "whole reviews"
-    lines += ["", f"Throughput, batching on / off: **{ratio:.2f}x** ({args.clients} concurrent clients, one review "
-                  f"per request, {texts}; max batch {rows[0]['max_batch']}, max wait {rows[0]['max_wait_ms']:g} ms, "
+    lines += ["", f"Throughput, batching on / off: **{ratio:.2f}x** ({args.clients} concurrent {args.client} clients, one "
+                  f"review per request, {texts}; max batch {rows[0]['max_batch']}, max wait {rows[0]['max_wait_ms']:g} ms, "
                   f"forward batches of {rows[0]['batch_size']}).", "",
               f"`{command}` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
               f"{platform.python_version()}."]
