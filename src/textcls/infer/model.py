@@ -195,7 +195,7 @@ def load_trained(path: Path, tokenizer: Optional[str] = None, device: Optional[t
     is --mixed-precision's: "auto" runs bf16 where the hardware computes bf16 natively, fp32 elsewhere. In bf16 the
     weights themselves are cast (not autocast, as training does): with no optimizer to keep fp32 master weights for,
     every activation stays bf16 and no layer casts its input again, 10% faster than autocast on bert-tiny's model
-    (benchmarks/bench_infer.py), the labels the same (BENCHMARKS.md); LayerNorm and softmax accumulate in fp32
+    (an ad-hoc comparison; BENCHMARKS.md), the labels the same; LayerNorm and softmax accumulate in fp32
     inside their bf16 kernels."""
     from textcls.data.tokenize import has_tokenizer, load_tokenizer
     from textcls.device import default_device, describe_precision, resolve_mixed_precision

@@ -68,7 +68,7 @@ def adamw(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices only: biases and LayerNorm weights (the 1-D parameters) are not decayed.
     torch's fused kernel where it has one for the parameters' device (CPU, CUDA): the same update in one pass over
     all parameters; torch's default on a CPU is a Python loop of several ops per tensor, 5-8x slower on bert-tiny
-    (about a tenth of the main job's bf16 step; benchmarks/bench_precision.py)."""
+    (about a tenth of the main job's bf16 step, in an ad-hoc timing of optimizer.step alone)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": tc.weight_decay},
               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
