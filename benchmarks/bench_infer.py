@@ -1,5 +1,6 @@
 """`textcls predict`'s fast paths on one model and the same reviews: torch fp32 (the reference), torch bf16
-(the weights cast, as `--mixed-precision bf16`; only on a CPU that computes bf16 natively), ONNX Runtime fp32 and ONNX Runtime with int8 weights.
+(the weights cast, as `--mixed-precision bf16`; only on a CPU that computes bf16 natively), ONNX Runtime fp32 and
+ONNX Runtime with int8 weights.
 
     python benchmarks/bench_infer.py [--data PATH] [--n 2000] [--batch-size 32] [--model RUN_OR_FOLDER]
                                      [--repeat 2] [--with-accuracy] [--output FILE]

@@ -6,15 +6,16 @@
 Starts `textcls serve MODEL` twice as a child process on a free loopback port (127.0.0.1 only), once with the
 default batching and once with `--max-batch 1`, and sends each the same --requests single-review POST /predict
 requests from --clients concurrent clients (asyncio + httpx, or aiohttp with --client aiohttp; each client sends its
-next request as soon as its last one is answered). The reviews are a seeded sample of the test split of --data (test.parquet, column `text`),
-whole or cut to their first --max-chars characters (short texts: where a model call's fixed cost dominates).
-Reports throughput (requests/s), p50/p99 latency, the batches the server formed, the share of the time the model
-was busy (from the server's /info), and the ratio of the two throughputs; checks that every request was answered with 200 and that every answer equals `textcls predict`
-(predict_texts) on the same review (same label, probabilities within 1e-4; in bf16, which both run where the CPU
-computes it natively, within 1e-2, and a label may differ only where the reference's two top probabilities are
-closer than that: bf16's rounding depends on the batch a text is padded in). Bounded: a fixed number of requests,
-and a run that takes longer than --time-limit seconds is stopped and reported as failed. Writes a markdown table and
-the JSON (--output DIR: serve_load.md, serve_load.json). Exits 1 when a check fails.
+next request as soon as its last one is answered). The reviews are a seeded sample of the test split of --data
+(test.parquet, column `text`), whole or cut to their first --max-chars characters (short texts: where a model call's
+fixed cost dominates). Reports throughput (requests/s), p50/p99 latency, the batches the server formed, the share of
+the time the model was busy (from the server's /info), and the ratio of the two throughputs; checks that every
+request was answered with 200 and that every answer equals `textcls predict` (predict_texts) on the same review
+(same label, probabilities within 1e-4; in bf16, which both run where the CPU computes it natively, within 1e-2,
+and a label may differ only where the reference's two top probabilities are closer than that: bf16's rounding
+depends on the batch a text is padded in). Bounded: a fixed number of requests, and a run that takes longer than
+--time-limit seconds is stopped and reported as failed. Writes a markdown table and the JSON (--output DIR:
+serve_load.md, serve_load.json). Exits 1 when a check fails.
 """
 
 from __future__ import annotations
@@ -185,8 +186,9 @@ def markdown(rows: list[dict], ratio: float, args, command: str) -> str:
                      f"{r['requests_per_s']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['batches']} | "
                      f"{r['mean_texts_per_batch']:.1f} | {100 * r['model_busy']:.0f}% |")
     texts = f"reviews cut to {args.max_chars} characters" if args.max_chars else "whole reviews"
-    lines += ["", f"Throughput, batching on / off: **{ratio:.2f}x** ({args.clients} concurrent {args.client} clients, one "
-                  f"review per request, {texts}; max batch {rows[0]['max_batch']}, max wait {rows[0]['max_wait_ms']:g} ms, "
+    lines += ["", f"Throughput, batching on / off: **{ratio:.2f}x** ({args.clients} concurrent {args.client} "
+                  f"clients, one review per request, {texts}; max batch {rows[0]['max_batch']}, max wait "
+                  f"{rows[0]['max_wait_ms']:g} ms, "
                   f"forward batches of {rows[0]['batch_size']}).", "",
               f"`{command}` on {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
               f"{platform.python_version()}."]

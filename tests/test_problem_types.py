@@ -425,7 +425,8 @@ def test_explain_scores_are_gradient_x_input_of_the_log_odds_or_the_score(kind, 
             return o * rows[..., None].to(o.dtype)
 
         encoded = trained.encoder(pair is not None)([text], None if pair is None else [pair])
-        batch = trained.collator()([{"input_ids": encoded["input_ids"][0], "token_type_ids": encoded["token_type_ids"][0]}])
+        row = {"input_ids": encoded["input_ids"][0], "token_type_ids": encoded["token_type_ids"][0]}
+        batch = trained.collator()([row])
         handle = trained.model.encoder.embeddings.word.register_forward_hook(hook)
         try:
             with torch.no_grad():  # in float64 throughout (predict's logits are float32: too coarse for this slope)

@@ -228,7 +228,7 @@ def create_app(trained: TrainedModel, max_batch: int = 64, max_wait_ms: float = 
         check_texts([body.text], None if body.text_pair is None else [body.text_pair])
         loop = asyncio.get_running_loop()
         return await answer(loop.run_in_executor(batcher.executor, explain, trained, body.text, body.text_pair,
-                                                         body.label))
+                                                 body.label))
 
     @app.get("/health")
     async def health():

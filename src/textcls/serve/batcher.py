@@ -134,8 +134,9 @@ class Batcher:
 
     async def _collect(self) -> list[_Request]:
         """The next batch: the first waiting request, then those that arrive within max_wait of its arrival (or
-        were already waiting) and less than max_wait / 4 after the one before, while they fit in max_batch texts and are of the same kind (single texts or pairs: one
-        model call takes one kind). A request that does not fit is held for the next batch."""
+        were already waiting) and less than max_wait / 4 after the one before, while they fit in max_batch texts and
+        are of the same kind (single texts or pairs: one model call takes one kind). A request that does not fit is
+        held for the next batch."""
         first = self._held or await self._queue.get()
         self._held = None
         batch, size = [first], len(first.texts)
