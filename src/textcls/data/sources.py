@@ -380,10 +380,15 @@ def _check_labels(values: dict[str, pa.ChunkedArray], ids: dict[str, pa.ChunkedA
                     ", ".join(map(repr, absent)), "have" if len(absent) > 1 else "has", train_labels,
                     "them" if len(absent) > 1 else "it", "them" if len(absent) > 1 else "it")
     for split, split_ids in ids.items():
-        missing, n = split_ids.null_count, len(split_ids)
-        if missing and (split in MUST_BE_LABELLED or (split == "test" and missing < n)):
-            raise TextclsError(f"{missing} of {n} rows of {raw[split].origin} have no label in column {name!r} "
-                               f"(first: row index {_first(pc.is_null(split_ids))}); every {split} row needs one")
+        _check_all_labelled(split_ids, split, raw[split].origin, name)
+
+
+def _check_all_labelled(column: pa.ChunkedArray, split: str, origin: str, name: str) -> None:
+    """train and validation have a label on every row, test on all rows or on none."""
+    missing, n = column.null_count, len(column)
+    if missing and (split in MUST_BE_LABELLED or (split == "test" and missing < n)):
+        raise TextclsError(f"{missing} of {n} rows of {origin} have no label in column {name!r} (first: row index "
+                           f"{_first(pc.is_null(column))}); every {split} row needs one")
 
 
 # ------------------------------------------------------------------------------------------- multi-label, regression
@@ -445,9 +450,8 @@ def _encode_numbers(tables: dict[str, pa.Table], raw: dict[str, RawSplit], name:
                                        f"({_place(origin, i, cfg.columns is not None)}); give every label as a "
                                        f"number") from None
             column = pa.chunked_array([pa.array(values, pa.float64())])
-        elif pa.types.is_null(column.type) or pa.types.is_boolean(column.type):
-            column = column.cast(pa.float64())
-        elif not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type)):
+        elif not (pa.types.is_floating(column.type) or pa.types.is_integer(column.type) or
+                  pa.types.is_null(column.type) or pa.types.is_boolean(column.type)):
             raise TextclsError(f"label column {name!r} of {origin} holds {column.type} values; a regression label is "
                                f"a number")
         column = column.cast(pa.float64())
@@ -459,14 +463,6 @@ def _encode_numbers(tables: dict[str, pa.Table], raw: dict[str, RawSplit], name:
         _check_all_labelled(column, split, origin, name)
         out[split] = table.set_column(table.column_names.index("label"), "label", column)
     return out
-
-
-def _check_all_labelled(column: pa.ChunkedArray, split: str, origin: str, name: str) -> None:
-    """train and validation have a label on every row, test on all rows or on none."""
-    missing, n = column.null_count, len(column)
-    if missing and (split in MUST_BE_LABELLED or (split == "test" and missing < n)):
-        raise TextclsError(f"{missing} of {n} rows of {origin} have no label in column {name!r} (first: row index "
-                           f"{_first(pc.is_null(column))}); every {split} row needs one")
 
 
 def _label_columns_as_lists(table: pa.Table, names: tuple[str, ...], origin: str) -> pa.ChunkedArray:
