@@ -180,19 +180,15 @@ def _labels(ds: "Dataset", split: str, data: str, num_labels: int = 0) -> np.nda
     """(N,) class ids, (N,) regression targets, or (N, num_labels) 0/1 rows of a multi-label split."""
     from textcls.data.sources import is_labelled, multi_hot, problem_type
 
-    problem = problem_type(ds)
-    if problem != "single-label":
-        if not is_labelled(ds):
-            raise TextclsError(f"split {split!r} of {data!r} has rows without a label; the baseline needs a label on "
-                               f"every row of train and of the splits it is measured on")
-        if problem == "regression":
-            return np.asarray(ds.with_format("numpy")["label"][:], dtype=np.float32)
-        return multi_hot(ds.with_format("arrow")["label"].to_pylist(), num_labels)
-    labels = np.asarray(ds.with_format("numpy")["label"][:])
-    if len(labels) == 0 or (labels < 0).any():
+    if not is_labelled(ds):
         raise TextclsError(f"split {split!r} of {data!r} has rows without a label; the baseline needs a label on "
                            f"every row of train and of the splits it is measured on")
-    return labels
+    problem = problem_type(ds)
+    if problem == "regression":
+        return np.asarray(ds.with_format("numpy")["label"][:], dtype=np.float32)
+    if problem == "multi-label":
+        return multi_hot(ds.with_format("arrow")["label"].to_pylist(), num_labels)
+    return np.asarray(ds.with_format("numpy")["label"][:])
 
 
 def run_baseline(data_cfg: DataConfig, cfg: BaselineConfig, splits: list[str]) -> dict:

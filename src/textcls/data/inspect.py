@@ -26,16 +26,17 @@ def inspect_data(dsd: "DatasetDict", tokenizer: Optional["PreTrainedTokenizerFas
     example, special tokens included and nothing truncated, so that `over_max_length` is the share of examples that
     `max_length` would cut."""
     names = label_names(dsd)
+    problem = problem_type(dsd)
     splits = {}
     for split, ds in dsd.items():
         table = ds.with_format("arrow")[:]  # the rows as the dataset sees them (after any select)
-        counts, unlabelled = _label_counts(table["label"], len(names), problem_type(dsd))
+        counts, unlabelled = _label_counts(table["label"], len(names), problem)
         rows = table.num_rows
         stats = {"rows": rows,
                  "labels": {n: {"count": int(c), "share": float(c / rows)} for n, c in zip(names, counts)},
                  "unlabelled": unlabelled,
                  "chars": length_stats(_chars(table))}
-        if problem_type(dsd) == "regression" and rows > unlabelled:
+        if problem == "regression" and rows > unlabelled:
             stats["target"] = length_stats(table["label"].drop_null().to_numpy())  # mean, median, p90, p99, max
         if tokenizer is not None:
             stats["tokens"] = length_stats(token_lengths(tokenizer, table, f"tokenizing {split}", progress),

@@ -42,22 +42,19 @@ def prediction_rows(texts: Sequence[str], pairs: Optional[Sequence[str]], probs:
     """One dict per text: text, [text_pair,] label (the most probable) and probabilities {label: p}. Multi-label:
     labels {label: p} (every label above its threshold, the most probable first) and probabilities; regression:
     score (the predicted value)."""
-    if problem_type == "regression":
-        return [{"text": t} | ({"text_pair": pairs[i]} if pairs is not None else {}) | {"score": v[0]}
-                for i, (t, v) in enumerate(zip(texts, probs.tolist()))]
-    if problem_type == "multi-label":
-        limits = [0.5] * len(label_names) if thresholds is None else list(thresholds)
-        out = []
-        for i, p in enumerate(probs.tolist()):
-            above = sorted(((n, q) for n, q, t in zip(label_names, p, limits) if q > t), key=lambda x: -x[1])
-            out.append({"text": texts[i]} | ({"text_pair": pairs[i]} if pairs is not None else {})
-                       | {"labels": dict(above), "probabilities": dict(zip(label_names, p))})
-        return out
+    limits = [0.5] * len(label_names) if thresholds is None else list(thresholds)
     best = probs.argmax(-1).tolist()
     out = []
     for i, p in enumerate(probs.tolist()):
         row = {"text": texts[i]} | ({"text_pair": pairs[i]} if pairs is not None else {})
-        out.append(row | {"label": label_names[best[i]], "probabilities": dict(zip(label_names, p))})
+        if problem_type == "regression":
+            row["score"] = p[0]
+        elif problem_type == "multi-label":
+            above = sorted(((n, q) for n, q, t in zip(label_names, p, limits) if q > t), key=lambda x: -x[1])
+            row |= {"labels": dict(above), "probabilities": dict(zip(label_names, p))}
+        else:
+            row |= {"label": label_names[best[i]], "probabilities": dict(zip(label_names, p))}
+        out.append(row)
     return out
 
 
