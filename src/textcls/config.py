@@ -26,6 +26,9 @@ from typing import Any, ClassVar, Optional
 
 from textcls.errors import TextclsError
 
+# What a label is (--problem); the names every module uses.
+PROBLEM_TYPES = ("single-label", "multi-label", "regression")
+
 
 def opt(default: Any, help: str, choices: tuple | None = None, metavar: str | None = None, group: str | None = None,
         ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None):
@@ -149,7 +152,7 @@ class DataConfig(Section):
                                        "lists, --label-separator or --label-columns) or a number (regression); "
                                        "default: inferred from the label column (lists: multi-label, fractions: "
                                        "regression, else single-label)",
-                                 choices=("single-label", "multi-label", "regression"))
+                                 choices=PROBLEM_TYPES)
     label_separator: Optional[str] = opt(None, "multi-label: the labels of a row are one string joined by SEP, e.g. "
                                                "--label-separator , for '2,17'", metavar="SEP")
     label_columns: Optional[list[str]] = opt(None, "multi-label: one 0/1 column per label, e.g. --label-columns toxic "

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from textcls.config import DataConfig
+from textcls.config import PROBLEM_TYPES, DataConfig
 from textcls.data.readers import RawSplit, read_source
 from textcls.errors import TextclsError
 
@@ -43,7 +43,7 @@ CONTENT_SETTINGS = ("columns", "text_column", "text_separator", "text_pair_colum
 # Added with multi-label and regression: hashed only when set, so that single-label data keeps its cache entries.
 PROBLEM_SETTINGS = {"problem": None, "label_separator": None, "label_columns": None, "allow_empty_labels": False,
                     "num_labels": None}
-SINGLE, MULTI, REGRESSION = "single-label", "multi-label", "regression"
+SINGLE, MULTI, REGRESSION = PROBLEM_TYPES
 
 
 class Columns(NamedTuple):
@@ -373,12 +373,7 @@ def _check_labels(values: dict[str, pa.ChunkedArray], ids: dict[str, pa.ChunkedA
     if len(present) < 2:
         raise TextclsError(f"train ({raw['train'].origin}) has {len(present)} label{'' if len(present) == 1 else 's'}"
                            f" ({train_labels}) in column {name!r}; classification needs at least two")
-    absent = [n for i, n in enumerate(names) if i not in set(present.to_pylist())]
-    if absent:  # kept (its id may matter, e.g. to match a model's head), but said: the model never learns it
-        log.warning("label%s %s %s no rows in train (%s); the model gets an output for %s that it never learns; "
-                    "leave %s out of --label-names unless the ids must stay as they are", "s" * (len(absent) > 1),
-                    ", ".join(map(repr, absent)), "have" if len(absent) > 1 else "has", train_labels,
-                    "them" if len(absent) > 1 else "it", "them" if len(absent) > 1 else "it")
+    _warn_unlearnt(names, set(present.to_pylist()))
     for split, split_ids in ids.items():
         _check_all_labelled(split_ids, split, raw[split].origin, name)
 
@@ -569,12 +564,19 @@ def _encode_label_sets(tables: dict[str, pa.Table], raw: dict[str, RawSplit], co
         column = pa.chunked_array([pa.array(ids, pa.list_(pa.int64()))])
         _check_all_labelled(column, split, origin, name)
         out[split] = tables[split].set_column(tables[split].column_names.index("label"), "label", column)
-    seen = {j for row in out["train"]["label"].to_pylist() for j in row or ()}
-    absent = [n for j, n in enumerate(names) if j not in seen]
-    if absent:
-        log.warning("label(s) %s have no rows in train; the model gets an output for them that it never learns",
-                    ", ".join(map(repr, absent)))
+    _warn_unlearnt(names, {j for row in out["train"]["label"].to_pylist() for j in row or ()})
     return names, out
+
+
+def _warn_unlearnt(names: list[str], seen: set[int]) -> None:
+    """Labels with no train rows are kept (an id may matter, e.g. to match a model's head), but said: the model
+    never learns them."""
+    absent = [repr(n) for j, n in enumerate(names) if j not in seen]
+    if absent:
+        many = len(absent) > 1
+        log.warning("label%s %s %s no rows in train; the model gets an output for %s that it never learns; leave %s "
+                    "out of --label-names unless the ids must stay as they are", "s" * many, ", ".join(absent),
+                    "have" if many else "has", "them" if many else "it", "them" if many else "it")
 
 
 # ------------------------------------------------------------------------------------------- sampling

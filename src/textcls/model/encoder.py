@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from textcls.config import AttentionOptions
+from textcls.config import PROBLEM_TYPES, AttentionOptions
 from textcls.errors import TextclsError
 from textcls.model.attention import (
     AttentionInputs,
@@ -194,9 +194,6 @@ def init_weights(model: nn.Module, std: float) -> None:
         if isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-
-
-PROBLEM_TYPES = ("single-label", "multi-label", "regression")
 
 
 def classifier_loss(logits: torch.Tensor, labels: torch.Tensor, problem_type: str = "single-label") -> torch.Tensor:

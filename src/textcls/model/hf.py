@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import nn
 
+from textcls.config import PROBLEM_TYPES
 from textcls.errors import TextclsError
 from textcls.io import atomic_dir
 from textcls.model.encoder import BertClassifier, BertMaskedLM, EncoderConfig
@@ -93,8 +94,8 @@ def hf_label_names(hf: dict) -> Optional[list[str]]:
 
 
 # textcls's problem types (--problem) and transformers' config.json problem_type, which picks its loss.
-HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "multi_label_classification",
-                    "regression": "regression"}
+HF_PROBLEM_TYPES = dict(zip(PROBLEM_TYPES, ("single_label_classification", "multi_label_classification",
+                                            "regression")))
 
 
 def hf_problem_type(hf: dict) -> str:

@@ -217,10 +217,10 @@ class Trainer:
         problem = self.problem_type = getattr(self.data, "problem_type", "single-label")
         self.metric_for_best = best_metric(self.tc.metric_for_best, problem)
         self.thresholds = None if self.tc.threshold is None else [self.tc.threshold] * len(self.data.label_names)
+        if self.tc.threshold is not None and problem != "multi-label":
+            raise TextclsError(f"--threshold is the decision threshold of a multi-label model; this data is {problem}"
+                               f"{' (each row has one label)' if problem == 'single-label' else ' (a score has none)'}")
         if problem == "single-label":
-            if self.tc.threshold is not None:
-                raise TextclsError("--threshold is the decision threshold of a multi-label model; this data is "
-                                   "single-label (each row has one label)")
             return
         self.logged_metrics = LOGGED_METRICS[problem]
         if self.metric_for_best != self.tc.metric_for_best:
@@ -230,8 +230,6 @@ class Trainer:
         if self.tc.baseline not in (None, "tfidf-lr"):
             raise TextclsError(f"--baseline {self.tc.baseline} is single-label only; the baseline of {problem} data "
                                f"is tfidf-lr")
-        if problem == "regression" and self.tc.threshold is not None:
-            raise TextclsError("--threshold is the decision threshold of a multi-label model; a regression has none")
 
     def tune_thresholds(self) -> None:
         """Multi-label without --threshold: each label's threshold that maximises its F1 on validation (0.5 without
