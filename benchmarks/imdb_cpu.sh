@@ -9,6 +9,8 @@
 #   tiny-cls-3      recipes/imdb-bert-tiny-cls.yaml: BERT's [CLS] pooler, BERT's dropout 0.1, 3 epochs
 #   tiny-mlm        recipes/imdb-mlm-pretrain.yaml (23 min of masked-LM pretraining), then imdb-mlm-finetune.yaml
 #   minilm          recipes/imdb-minilm-cpu.yaml: all-MiniLM-L6-v2, max length 256, the steps that fit 30 min
+#   minilm-512      the same at 512 tokens (head+tail), the same 520 steps
+#   minilm-sliding-2048  the same at 2,048 tokens: sliding window 256, [CLS] global, --extend-positions
 #   tiny-chunks     recipes/imdb-bert-tiny-chunks.yaml: the main job on chunked reviews (windows of 512, stride 128)
 #   tiny-sliding-2048  recipes/imdb-bert-tiny-sliding-2048.yaml: the main job at 2,048 tokens, sliding window 256
 #   tiny-wp8k, tiny-wp16k, tiny-wp30k  the main job with a WordPiece vocabulary of 8,000 / 16,000 / 30,000 tokens
@@ -39,6 +41,10 @@ for setting in "$@"; do
     # 520 steps of 32 reviews take the 30 minutes here (9.5 reviews/s at 256 tokens); the 25k test reviews then take
     # about 15 more minutes to evaluate.
     minilm) run minilm train imdb-minilm-cpu ;;
+    # The long-context comparison for a pretrained model (issue 8), reduced to the CPU recipe's 520 steps.
+    minilm-512) run minilm-512 train imdb-minilm-cpu --max-length 512 ;;
+    minilm-sliding-2048) run minilm-sliding-2048 train imdb-minilm-cpu --max-length 2048 --attention sliding \
+                           --sliding-window 256 --extend-positions ;;
     tiny-chunks) run tiny-chunks train imdb-bert-tiny-chunks ;;
     tiny-sliding-2048) run tiny-sliding-2048 train imdb-bert-tiny-sliding-2048 ;;
     tiny-wp8k) run tiny-wp8k train imdb-bert-tiny --tokenizer wordpiece:8000 ;;
