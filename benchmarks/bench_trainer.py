@@ -8,7 +8,9 @@ max length 512 (the head of each review), AdamW at 5e-5 with one warmup step, no
 after the other:
 
 - Trainer: `DataCollatorWithPadding` (dynamic padding), `train_sampling_strategy="group_by_length"`, `use_cpu=True`,
-  in fp32 and with `bf16=True` (the peer's best on a CPU with native bf16);
+  in fp32 and with `bf16=True` (the peer's best on a CPU with native bf16), and with `bf16=True` and the collator's
+  `pad_to_multiple_of=32`, the rounding of batch lengths that textcls's batches get (PAD_MULTIPLE): a peer's user
+  can ask for it too, so the peer's best is the faster of the two;
 - textcls: `textcls.train.loop.train` with its defaults (dynamic padding, length-grouped batches), in fp32
   (`--mixed-precision no`) and `auto` (bf16 autocast where the CPU computes bf16 natively).
 
@@ -30,7 +32,7 @@ from bench_train import DEFAULT_DATA, report, save_reference_weights  # noqa: E4
 MAX_LENGTH, BATCH, LR = 512, 32, 5e-5
 
 
-def trainer_epoch(folder: Path, data: Path, bf16: bool, seed: int, out: Path) -> dict:
+def trainer_epoch(folder: Path, data: Path, bf16: bool, seed: int, out: Path, pad_multiple=None) -> dict:
     import pandas as pd
     from datasets import Dataset
     from transformers import (AutoTokenizer, BertForSequenceClassification, DataCollatorWithPadding, Trainer,
@@ -45,7 +47,7 @@ def trainer_epoch(folder: Path, data: Path, bf16: bool, seed: int, out: Path) ->
                              train_sampling_strategy="group_by_length", save_strategy="no", eval_strategy="no",
                              report_to=[], logging_steps=50, seed=seed, disable_tqdm=True)
     trainer = Trainer(model=BertForSequenceClassification.from_pretrained(folder), args=args, train_dataset=ds,
-                      data_collator=DataCollatorWithPadding(tokenizer))
+                      data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_multiple))
     start = time.perf_counter()
     trainer.train()
     return {"seconds": time.perf_counter() - start, "examples": len(ds)}
@@ -79,6 +81,7 @@ def main(argv=None) -> None:
     import pandas as pd
 
     from textcls.allocator import keep_freed_memory
+    from textcls.data.batching import PAD_MULTIPLE
     from textcls.device import cpu_has_native_bf16
 
     keep_freed_memory()  # as the textcls command does; the Trainer runs in the same process with it
@@ -93,6 +96,8 @@ def main(argv=None) -> None:
         results["Trainer fp32"] = trainer_epoch(folder, data, False, args.seed, tmp / "trainer-fp32")
         if cpu_has_native_bf16():
             results["Trainer bf16=True"] = trainer_epoch(folder, data, True, args.seed, tmp / "trainer-bf16")
+            results[f"Trainer bf16=True, pad_to_multiple_of={PAD_MULTIPLE}"] = trainer_epoch(
+                folder, data, True, args.seed, tmp / "trainer-bf16-multiple", PAD_MULTIPLE)
         results["textcls --mixed-precision no (fp32)"] = textcls_epoch(folder, data, "no", args.seed, tmp)
         auto = "bf16 autocast" if cpu_has_native_bf16() else "fp32"
         results[f"textcls --mixed-precision auto ({auto})"] = textcls_epoch(folder, data, "auto", args.seed, tmp)

@@ -54,6 +54,37 @@ def test_max_length_padding_and_multiple_of(tokenized):
         Collator(pad_token_id=0, padding="max_length", max_length=2)(short)
 
 
+def rows_of_lengths(lengths):
+    return [{"input_ids": [101] + [7] * (n - 2) + [102], "token_type_ids": [0] * n} for n in lengths]
+
+
+def test_batch_length_rounded_within_max_length():
+    """round_to (PAD_MULTIPLE for a model's batches): the length goes up to the multiple where max_length allows,
+    stays as it is where it does not, and stays a multiple of what the mechanism needs; real tokens are unchanged."""
+    def length(n, **kw):
+        return Collator(pad_token_id=0, **kw)(rows_of_lengths([n]))["input_ids"].shape[1]
+
+    assert length(3, max_length=128, round_to=32) == 32
+    assert length(33, max_length=128, round_to=32) == 64
+    assert length(100, max_length=100, round_to=32) == 100  # 128 would pass max_length
+    assert length(90, max_length=100, round_to=32) == 96
+    assert length(90, max_length=95, round_to=32) == 90
+    assert length(90, max_length=192, pad_to_multiple_of=96, round_to=96) == 96  # lcm(96, 32) = 96
+    assert length(97, max_length=192, pad_to_multiple_of=96, round_to=96) == 192
+    batch = Collator(pad_token_id=0, max_length=128, round_to=32)(rows_of_lengths([5]))
+    assert batch["attention_mask"].sum() == 5 and batch["input_ids"][0, 5:].eq(0).all()
+
+
+def test_model_batches_rounded_to_pad_multiple():
+    from textcls.data.batching import PAD_MULTIPLE
+    from textcls.model.attention import attention_class
+
+    cfg = TokenizeConfig(max_length=512)
+    collator = Collator.for_attention(cfg, load_tokenizer("minilm-l6"), attention_class("full")[0])
+    assert collator.round_to == PAD_MULTIPLE
+    assert collator(rows_of_lengths([3, 40]))["input_ids"].shape == (2, -(-40 // PAD_MULTIPLE) * PAD_MULTIPLE)
+
+
 def test_tokenizer_without_pad_token_is_an_error():
     from textcls.errors import TextclsError
 
