@@ -20,9 +20,9 @@ from textcls.errors import TextclsError
 # Batches of a model are padded to a multiple of this many tokens where max_length allows (a preference; an attention
 # mechanism's seq_multiple_of is a requirement). With dynamic padding every batch length is a new shape, and a CPU's
 # oneDNN bf16 matmuls build (and cache) a kernel per shape; AMX multiplies tiles of 32 bf16 values along the reduced
-# dimension, which is the tokens in a weight's gradient. Measured ad hoc on a CPU with AMX: single IMDB reviews in
-# bf16 took 8.5 ms each with exact lengths, 3.3-3.5 ms rounded to 16 or 32; 300 bf16 steps of the main job ran at
-# 131-140 examples/s exact, 178-187 rounded to 16, 195 to 32 (fp32: 135 and 140 at 16). BENCHMARKS.md measures it.
+# dimension, which is the tokens in a weight's gradient. On a CPU with AMX (benchmarks/bench_pad_multiple.py): a single
+# IMDB review in bf16 took 6.3 ms with exact lengths and 3.1 ms rounded to 32, the main job's bf16 training ran 1.15x
+# faster; fp32 gained 0-14%.
 PAD_MULTIPLE = 32
 
 if TYPE_CHECKING:
