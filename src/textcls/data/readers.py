@@ -85,11 +85,16 @@ def decode(data: bytes, where: str, encoding: str) -> str:
 
 
 def _utf8_buffer(path: Path, encoding: str) -> pa.BufferReader:
-    """The file as UTF-8 bytes, which is what pyarrow's CSV and JSON readers parse. An Arrow buffer, not a Python
-    file object: Arrow's reader threads would call back into Python to read one, and a thread still doing so when
-    the interpreter exits (after an error found in the table, say) aborts the process ("terminate called without an
-    active exception")."""
-    return pa.BufferReader(decode(path.read_bytes(), str(path), encoding).encode("utf-8"))
+    """The file as UTF-8 bytes, which is what pyarrow's CSV and JSON readers parse, in memory that Arrow owns. Not a
+    Python file object, nor a buffer over a Python bytes object: Arrow's reader threads would need the interpreter
+    to read the one or to release the other, and the threaded reader may drop its last reference on a worker thread
+    after read_csv has returned; when the interpreter is exiting by then (after an error found in the table, say),
+    that thread dies inside C++ and the process aborts ("terminate called without an active exception"; seen under
+    load, about one run in twelve)."""
+    data = decode(path.read_bytes(), str(path), encoding).encode("utf-8")
+    buffer = pa.allocate_buffer(len(data))
+    pa.FixedSizeBufferWriter(buffer).write(data)
+    return pa.BufferReader(buffer)
 
 
 _BLOCK = 1 << 24  # pyarrow parses in blocks; one row (a long review) must fit in a block
