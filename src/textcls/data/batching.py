@@ -83,8 +83,9 @@ class Collator:
             raise ValueError(f"a row has {max(lengths)} tokens, more than max_length={T}")
         if self.pad_to_multiple_of:
             T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        if self.round_to and -(-T // self.round_to) * self.round_to <= (self.max_length or T):
-            T = -(-T // self.round_to) * self.round_to
+        if self.round_to:
+            rounded = -(-T // self.round_to) * self.round_to
+            T = rounded if rounded <= (self.max_length or T) else T
         input_ids = np.full((len(rows), T), self.pad_token_id, dtype=np.int64)  # (B, T)
         token_type_ids = np.zeros((len(rows), T), dtype=np.int64)  # (B, T)
         for i, (row, n) in enumerate(zip(rows, lengths)):
